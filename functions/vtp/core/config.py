@@ -1,0 +1,127 @@
+"""Pipeline settings: the ladder, the keyframe/chunk/segment grid, rate control, limits."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from vtp.core.errors import ErrorCode, PipelineError
+
+
+class RateControl(StrEnum):
+    # Constant quality (CRF). Chunked CRF matches a single pass (measured), so it is the default.
+    CRF = "crf"
+    # CRF with the rung's bitrate as a VBV peak cap: bounded peaks for streaming, but each chunk
+    # restarts its VBV buffer (more bytes, slightly higher quality than one pass).
+    CAPPED_CRF = "capped_crf"
+    # Target average bitrate per rung (ABR with VBV).
+    BITRATE = "bitrate"
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rendition of the ladder: fits inside a box of `height` lines (16:9 width)."""
+
+    name: str
+    height: int
+    bitrate_kbps: int
+    crf: int
+
+    @property
+    def box_width(self) -> int:
+        return (self.height * 16 + 8) // 9  # 1080 -> 1920, 720 -> 1280, 480 -> 853, 360 -> 640
+
+
+DEFAULT_LADDER: tuple[Rung, ...] = (
+    Rung("1080p", 1080, 5000, 23),
+    Rung("720p", 720, 3000, 23),
+    Rung("480p", 480, 1200, 24),
+    Rung("360p", 360, 700, 25),
+)
+
+KNOWN_RUNGS: dict[str, Rung] = {
+    rung.name: rung
+    for rung in (
+        Rung("2160p", 2160, 16000, 22),
+        Rung("1440p", 1440, 9000, 22),
+        *DEFAULT_LADDER,
+        Rung("240p", 240, 400, 26),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 20 * 1024**3
+    max_duration_s: float = 4 * 3600.0
+    max_width: int = 7680
+    max_height: int = 4320
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    ladder: tuple[Rung, ...] = DEFAULT_LADDER
+    gop_s: float = 2.0
+    chunk_s: float = 10.0
+    segment_s: float = 4.0
+    video_codec: str = "libx264"
+    preset: str = "veryfast"
+    profile: str = "high"
+    rate_control: RateControl = RateControl.CRF
+    audio_bitrate_kbps: int = 128
+    audio_channels: int = 2
+    audio_sample_rate: int = 48000
+    # x264 threads per encoder in a chunk process; 0 = let x264 choose.
+    encoder_threads: int = 0
+    thumbnail_interval_s: float = 2.0
+    thumbnail_width: int = 160
+    poster_width: int = 1280
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.ladder:
+            problems.append("the ladder has no rungs")
+        if self.gop_s <= 0 or self.chunk_s <= 0 or self.segment_s <= 0:
+            problems.append("gop, chunk and segment lengths must be positive")
+        elif not _is_multiple(self.chunk_s, self.gop_s):
+            problems.append(f"chunk length {self.chunk_s} s is not a multiple of the GOP {self.gop_s} s")
+        elif not _is_multiple(self.segment_s, self.gop_s):
+            problems.append(f"segment length {self.segment_s} s is not a multiple of the GOP {self.gop_s} s")
+        names = [rung.name for rung in self.ladder]
+        if len(set(names)) != len(names):
+            problems.append("rung names repeat")
+        if problems:
+            raise PipelineError(ErrorCode.INVALID_CONFIG, "; ".join(problems))
+
+    def with_changes(self, **changes: Any) -> "PipelineConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
+        data = dict(data)
+        data["ladder"] = tuple(Rung(**rung) for rung in data.get("ladder", [])) or DEFAULT_LADDER
+        data["limits"] = Limits(**data.get("limits", {}))
+        data["rate_control"] = RateControl(data.get("rate_control", RateControl.CRF))
+        return cls(**data)
+
+
+def ladder_from_names(names: str) -> tuple[Rung, ...]:
+    """'1080p,720p' -> rungs; unknown names are a configuration error."""
+    rungs = []
+    for name in (part.strip() for part in names.split(",") if part.strip()):
+        if name not in KNOWN_RUNGS:
+            known = ", ".join(KNOWN_RUNGS)
+            raise PipelineError(ErrorCode.INVALID_CONFIG, f"unknown rung {name!r} (known: {known})")
+        rungs.append(KNOWN_RUNGS[name])
+    return tuple(rungs)
+
+
+def _is_multiple(value: float, unit: float) -> bool:
+    ratio = value / unit
+    return abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1
