@@ -1,0 +1,189 @@
+"""`vtp`: run the pipeline on this machine, list jobs, benchmark against a single ffmpeg."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from vtp.core.config import PipelineConfig, RateControl, ladder_from_names
+from vtp.core.errors import PipelineError
+from vtp.core.jobstore import JobStatus
+
+DEBUG_ENV = "VTP_DEBUG"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vtp", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="transcode videos into an HLS/DASH ladder")
+    run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    run.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out/)")
+    run.add_argument("--workers", type=int, default=None, help="parallel encodes (default: CPU count)")
+    run.add_argument(
+        "--target", choices=["local", "localstack"], default="local",
+        help="local: this machine (default); localstack: the deployed stack on LocalStack",
+    )
+    run.add_argument("--keep-work", action="store_true", help="keep the intermediate chunks")
+    add_encoding_options(run)
+
+    status = commands.add_parser("status", help="list jobs, newest first")
+    status.add_argument("--limit", type=int, default=20)
+    status.add_argument("--aws", action="store_true", help="read the jobs table of the deployed stack")
+    status.add_argument("--json", action="store_true")
+
+    bench = commands.add_parser("bench", help="compare the pipeline with one ffmpeg command on the same input")
+    bench.add_argument("input", type=Path)
+    bench.add_argument("--workers", type=int, default=None)
+    bench.add_argument("--json", action="store_true", help="print the ratios as JSON")
+    add_encoding_options(bench)
+
+    probe = commands.add_parser("probe", help="print what the pipeline sees in a file")
+    probe.add_argument("input", type=Path)
+    return parser
+
+
+def add_encoding_options(parser: argparse.ArgumentParser) -> None:
+    defaults = PipelineConfig()
+    group = parser.add_argument_group("encoding")
+    group.add_argument("--ladder", help="rungs, e.g. 1080p,720p,480p,360p (default)")
+    group.add_argument("--gop", type=float, default=defaults.gop_s, help="keyframe interval, s (default %(default)s)")
+    group.add_argument("--chunk", type=float, default=defaults.chunk_s, help="chunk length, s (default %(default)s)")
+    group.add_argument("--segment", type=float, default=defaults.segment_s, help="HLS/DASH segment, s (default %(default)s)")
+    group.add_argument("--preset", default=defaults.preset, help="x264 preset (default %(default)s)")
+    group.add_argument(
+        "--rate-control", choices=[mode.value for mode in RateControl], default=defaults.rate_control.value,
+        help="crf: constant quality; capped_crf: quality with the rung bitrate as peak; bitrate: target bitrate",
+    )
+
+
+def config_from(args: argparse.Namespace) -> PipelineConfig:
+    changes = {
+        "gop_s": args.gop,
+        "chunk_s": args.chunk,
+        "segment_s": args.segment,
+        "preset": args.preset,
+        "rate_control": RateControl(args.rate_control),
+    }
+    if args.ladder:
+        changes["ladder"] = ladder_from_names(args.ladder)
+    return PipelineConfig(**changes)
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from vtp.local.jobstore import SqliteJobStore
+    from vtp.local.progress import RichProgress
+    from vtp.local.runner import default_workers, run_job
+
+    config = config_from(args)
+    if args.target == "localstack":
+        from vtp.localstack_target import run_on_localstack
+
+        return run_on_localstack(args.inputs, args.out, config)
+    out = Console()
+    err = Console(stderr=True)
+    store = SqliteJobStore()
+    workers = args.workers or default_workers()
+    failures = 0
+    for source in args.inputs:
+        with RichProgress(err, title=source.name) as progress:
+            result = run_job(
+                source, args.out, config=config, workers=workers, store=store,
+                progress=progress, keep_work=args.keep_work,
+            )
+        if result.status is JobStatus.COMPLETE:
+            manifest = result.manifest
+            wall = manifest["timings"]["total_s"]
+            duration = manifest["source"]["duration_s"]
+            rungs = ", ".join(r["name"] for r in manifest["renditions"])
+            out.print(f"job {result.job_id} COMPLETE", highlight=False)
+            out.print(f"  output: {result.folder}", highlight=False, soft_wrap=True)
+            out.print(
+                f"  {len(manifest['renditions'])} renditions ({rungs}), {manifest['chunks']} chunks, "
+                f"{wall:.1f} s wall for {duration:.1f} s of video ({duration / wall:.2f}x realtime)",
+                highlight=False,
+            )
+        else:
+            failures += 1
+            error = result.error
+            err.print(f"vtp: {source}: {error.code}: {error.message}", highlight=False, markup=False, soft_wrap=True)
+            out.print(f"job {result.job_id} FAILED ({error.code}); manifest: {result.folder / 'manifest.json'}", highlight=False, soft_wrap=True)
+    return 1 if failures else 0
+
+
+def command_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.aws:
+        from vtp.aws.jobstore import DynamoJobStore
+
+        store = DynamoJobStore.from_environment()
+    else:
+        from vtp.local.jobstore import SqliteJobStore
+
+        store = SqliteJobStore()
+    records = store.recent(args.limit)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return 0
+    table = Table("job", "status", "stage", "chunks", "created", "total s", "error")
+    for record in records:
+        total = record.timings.get("total_s")
+        table.add_row(
+            record.job_id,
+            str(record.status),
+            record.stage,
+            f"{record.chunks_done}/{record.chunks_total}",
+            record.created_at,
+            f"{total:.1f}" if total else "",
+            f"{record.error_code}: {record.error_message}" if record.error_code else "",
+        )
+    Console().print(table)
+    return 0
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    from vtp.bench import run_benchmark
+
+    return run_benchmark(args.input, config_from(args), workers=args.workers, as_json=args.json)
+
+
+def command_probe(args: argparse.Namespace) -> int:
+    from vtp.core.probe import probe
+
+    info = probe(args.input).to_dict()
+    keyframes = info["video"].pop("keyframe_times")
+    info["video"]["keyframes"] = len(keyframes)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+COMMANDS = {"run": command_run, "status": command_status, "bench": command_bench, "probe": command_probe}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PipelineError as error:
+        print(f"vtp: {error.code}: {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vtp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last line of defence: one line, not a traceback
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        print(f"vtp: unexpected error: {type(error).__name__}: {error} (set {DEBUG_ENV}=1 for details)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

