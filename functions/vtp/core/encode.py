@@ -71,7 +71,7 @@ def picture_chain(stream, info: SourceInfo):
 def scale_chain(stream, rendition: Rendition):
     return (
         stream.filter("scale", rendition.width, rendition.height, flags="bicubic")
-        .filter("setsar", 1)
+        .filter("setsar", sar=rendition.sample_aspect, max=65535)
         .filter("format", "yuv420p")
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,10 @@ class Rendition:
     height: int
     bitrate_kbps: int
     crf: int
+    # Pixel aspect ratio that keeps the source's display aspect exactly: rounding sizes to
+    # even numbers (854x480, 426x240) changes the picture's own ratio slightly, and DASH
+    # requires one display aspect ratio across an adaptation set.
+    sample_aspect: str = "1/1"
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,8 @@ def plan_ladder(source: SourceInfo, ladder: tuple[Rung, ...]) -> tuple[Rendition
         if (out_width, out_height) in seen_sizes:
             continue
         seen_sizes.add((out_width, out_height))
-        renditions.append(Rendition(rung.name, out_width, out_height, rung.bitrate_kbps, rung.crf))
+        sample_aspect = _sample_aspect(width, height, out_width, out_height)
+        renditions.append(Rendition(rung.name, out_width, out_height, rung.bitrate_kbps, rung.crf, sample_aspect))
     return tuple(renditions)
 
 
@@ -98,6 +104,14 @@ def _fit(width: int, height: int, rung: Rung) -> tuple[int, int]:
         box_width, box_height = box_height, box_width
     scale = min(box_width / width, box_height / height, 1.0)
     return _even(width * scale), _even(height * scale)
+
+
+def _sample_aspect(display_width: int, display_height: int, width: int, height: int) -> str:
+    # H.264 stores the pixel aspect ratio in 16 bits each way.
+    ratio = (Fraction(display_width, display_height) / Fraction(width, height)).limit_denominator(65535)
+    while ratio.numerator > 65535:
+        ratio = ratio.limit_denominator(ratio.denominator // 2)
+    return f"{ratio.numerator}/{ratio.denominator}"
 
 
 def _even(value: float) -> int:
