@@ -170,7 +170,7 @@ def _unreadable(source: str, failure: FfmpegFailed) -> PipelineError:
         head = b""
     looks_like_media = any(magic in head for magic in _CONTAINER_MAGIC) or head[:1] == b"\x47"
     detail = failure.stderr.strip().splitlines()[-1] if failure.stderr.strip() else "unreadable"
-    if looks_like_media or "moov atom not found" in failure.stderr:
+    if looks_like_media:
         return PipelineError(ErrorCode.CORRUPT_INPUT, f"the file looks like a video container but cannot be read ({detail})")
     return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"not a media file ffmpeg can read ({detail})")
 
