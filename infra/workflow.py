@@ -1,0 +1,261 @@
+"""Workflow: the Standard state machine that the splitter starts once per job.
+
+::
+
+    execution input {job_id, work_bucket, chunks_key, source: {bucket, key}}
+      |
+      EncodeAll (Parallel) ---------------------------------------------- Catch States.ALL -> $.error
+      |  branch 1: EncodeChunks (Distributed Map, STANDARD children)                           |
+      |     ItemReader  s3://<work>/<$.chunks_key>   (one item per chunk)                      |
+      |     ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value}                       |
+      |     EncodeChunk  -> encoder Lambda                                                     |
+      |     ResultWriter s3://<work>/jobs/map-results/<map run id>/...                         |
+      |  branch 2: EncodeAudio -> audio Lambda (the execution input)                          |
+      |  ResultSelector keeps only {chunks: <ResultWriterDetails>, audio} at $.encode          |
+      MergeAndPackage -> merger Lambda ---------------------------------- Catch States.ALL -> $.error
+      |                                                                                        |
+      PublishCompletion (EventBridge PutEvents, default bus,                  MarkJobFailed -> failure Lambda
+      |   source vtp.pipeline, detail-type TranscodeJobCompleted)                              |
+      JobSucceeded (Succeed)                                                  JobFailed (Fail, error/cause
+                                                                                  from $.error)
+
+Retries on every Lambda task: errors named ``InputError`` (bad input: retrying cannot
+help) are never retried; throttling (``Lambda.TooManyRequestsException``, up to 10
+attempts) and the transient Lambda service errors (6 attempts) are retried with
+exponential backoff and full jitter; the encoder, which overwrites its outputs and so
+is idempotent, also retries ``States.TaskFailed`` twice. Step Functions takes the
+first retrier whose ErrorEquals matches, so the InputError retrier (MaxAttempts 0)
+comes first.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.nag import acknowledge, acknowledge_wildcard_resources
+from infra.storage import WORK_PREFIX, Storage
+
+EVENT_SOURCE = "vtp.pipeline"
+EVENT_DETAIL_TYPE = "TranscodeJobCompleted"
+MAP_RESULTS_PREFIX = f"{WORK_PREFIX}map-results"
+INPUT_ERROR = "InputError"
+THROTTLED = "Lambda.TooManyRequestsException"
+TRANSIENT_LAMBDA_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+]
+WORKFLOW_TIMEOUT = Duration.hours(6)
+
+
+def add_retries(task: sfn.TaskStateBase, *, retry_task_failures: bool) -> None:
+    """InputError: never; throttling and transient Lambda errors: backoff + full jitter; TaskFailed: optional."""
+    task.add_retry(errors=[INPUT_ERROR], max_attempts=0)
+    # Throttling is expected when MaxConcurrency exceeds the account's free Lambda concurrency:
+    # wait longer (about 6 minutes in all, less with jitter) before giving up.
+    task.add_retry(
+        errors=[THROTTLED],
+        interval=Duration.seconds(2),
+        backoff_rate=2,
+        max_attempts=10,
+        max_delay=Duration.seconds(60),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+    task.add_retry(
+        errors=TRANSIENT_LAMBDA_ERRORS,
+        interval=Duration.seconds(2),
+        backoff_rate=2,
+        max_attempts=6,
+        max_delay=Duration.seconds(30),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+    if retry_task_failures:
+        task.add_retry(
+            errors=["States.TaskFailed"],
+            interval=Duration.seconds(5),
+            backoff_rate=2,
+            max_attempts=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+
+
+class TranscodeWorkflow(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        storage: Storage,
+        functions: dict[str, lambda_.IFunction],
+        max_concurrency: int | float,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        def invoke(state_id: str, function_name: str, **kwargs) -> tasks.LambdaInvoke:
+            return tasks.LambdaInvoke(
+                self,
+                state_id,
+                lambda_function=functions[function_name],
+                payload_response_only=True,  # the handler's return value, not Lambda's envelope
+                retry_on_service_exceptions=False,  # replaced by add_retries (with jitter)
+                **kwargs,
+            )
+
+        # --- per chunk: the encoder, inside a Distributed Map --------------------------
+        encode_chunk = invoke("EncodeChunk", "Encoder", comment="Encode one chunk into every video rung.")
+        add_retries(encode_chunk, retry_task_failures=True)
+
+        encode_chunks = sfn.DistributedMap(
+            self,
+            "EncodeChunks",
+            comment="One child execution per chunk listed in jobs/<job_id>/chunks.json.",
+            item_reader=sfn.S3JsonItemReader(
+                bucket=storage.work_bucket,
+                key=sfn.JsonPath.string_at("$.chunks_key"),
+            ),
+            item_selector={
+                "job_id": sfn.JsonPath.string_at("$.job_id"),
+                "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
+                "chunk": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+            },
+            result_writer_v2=sfn.ResultWriterV2(bucket=storage.work_bucket, prefix=MAP_RESULTS_PREFIX),
+            max_concurrency=max_concurrency,
+            map_execution_type=sfn.StateMachineType.STANDARD,  # a chunk may take over 5 minutes
+            label="EncodeChunks",
+        )
+        encode_chunks.item_processor(encode_chunk)
+
+        # --- once per job: the audio, beside the Map ------------------------------------
+        encode_audio = invoke("EncodeAudio", "Audio", comment="Encode the source's audio once.")
+        add_retries(encode_audio, retry_task_failures=False)
+
+        encode_all = sfn.Parallel(
+            self,
+            "EncodeAll",
+            comment="Video chunks (Distributed Map) and audio in parallel.",
+            # The Map's output is only where its results went ({MapRunArn, ResultWriterDetails});
+            # keep that and the audio result, next to the execution input.
+            result_selector={
+                "chunks": sfn.JsonPath.object_at("$[0].ResultWriterDetails"),
+                "audio": sfn.JsonPath.object_at("$[1]"),
+            },
+            result_path="$.encode",
+        )
+        encode_all.branch(encode_chunks)
+        encode_all.branch(encode_audio)
+
+        # --- join, package, publish -----------------------------------------------------
+        merge = invoke(
+            "MergeAndPackage",
+            "Merger",
+            comment="Join chunks per rung, package HLS and DASH, thumbnails, manifest.json, job COMPLETE.",
+            result_path="$.merge",
+        )
+        add_retries(merge, retry_task_failures=False)
+
+        publish = tasks.EventBridgePutEvents(
+            self,
+            "PublishCompletion",
+            comment="Tell subscribers the job's outputs are complete.",
+            entries=[
+                tasks.EventBridgePutEventsEntry(
+                    source=EVENT_SOURCE,
+                    detail_type=EVENT_DETAIL_TYPE,
+                    detail=sfn.TaskInput.from_object(
+                        {
+                            "job_id": sfn.JsonPath.string_at("$.job_id"),
+                            "output_bucket": storage.output_bucket.bucket_name,
+                            "manifest_key": sfn.JsonPath.format("{}/manifest.json", sfn.JsonPath.string_at("$.job_id")),
+                        }
+                    ),
+                )
+            ],
+            result_path=sfn.JsonPath.DISCARD,
+        )
+
+        # --- failure path ----------------------------------------------------------------
+        mark_failed = invoke(
+            "MarkJobFailed",
+            "Failure",
+            comment="Job FAILED with its cause, FAILED manifest, partial output removed.",
+            result_path=sfn.JsonPath.DISCARD,  # keep $.error for the Fail state
+        )
+        add_retries(mark_failed, retry_task_failures=False)
+        job_failed = sfn.Fail(
+            self,
+            "JobFailed",
+            comment="The execution fails with the error that was caught.",
+            error_path="$.error.Error",
+            cause_path="$.error.Cause",
+        )
+        failure_path = mark_failed.next(job_failed)
+        for state in (encode_all, merge):
+            state.add_catch(failure_path, errors=[sfn.Errors.ALL], result_path="$.error")
+
+        definition = encode_all.next(merge).next(publish).next(sfn.Succeed(self, "JobSucceeded"))
+
+        # /aws/vendedlogs/ keeps Step Functions' log delivery clear of the CloudWatch Logs resource-policy
+        # size limit. The name is fixed, so the group goes with the stack (a retained one would block
+        # the next deploy of the same stack name).
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/vendedlogs/states/{stack.stack_name}-transcode",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=WORKFLOW_TIMEOUT,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            comment="vtp: encode chunks (Distributed Map) and audio in parallel, merge, package, publish.",
+        )
+        self._acknowledge_role_findings(storage, functions)
+
+    def _acknowledge_role_findings(self, storage: Storage, functions: dict[str, lambda_.IFunction]) -> None:
+        """The wildcards CDK itself grants the state machine role, each with its reason."""
+        role = self.state_machine.role
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray tracing and CloudWatch Logs vended-log delivery (logs:CreateLogDelivery, "
+            "logs:DescribeResourcePolicies, ...) do not support resource-level permissions.",
+        )
+        for name in ("Encoder", "Audio", "Merger", "Failure"):
+            acknowledge_wildcard_resources(
+                role,
+                [f"{functions[name].function_arn}:*"],
+                "LambdaInvoke grants the function and its versions/aliases (<function ARN>:*); "
+                "only this one function.",
+            )
+        acknowledge_wildcard_resources(
+            role,
+            [f"arn:{Stack.of(self).partition}:s3:::{storage.work_bucket.bucket_name}/*"],
+            "The Distributed Map's ItemReader (s3:GetObject of jobs/<job_id>/chunks.json) and ResultWriter "
+            "(s3:PutObject under jobs/map-results/) are granted by CDK on the work bucket's objects; the "
+            "key comes from the execution input, the result keys from the map run id.",
+        )
+        # CDK's DistributedMapPolicy lets the state machine describe/stop/redrive its own Map
+        # child executions, whose names are made at run time (execution:<name>:*).
+        map_policy = self.state_machine.node.try_find_child("DistributedMapPolicy")
+        if map_policy is not None:
+            document = Stack.of(self).resolve(map_policy.document)  # type: ignore[attr-defined]
+            for statement in document.get("Statement", []):
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if all(action.startswith("states:") for action in actions):
+                    acknowledge_wildcard_resources(
+                        map_policy,
+                        [statement["Resource"]],
+                        "Distributed Map child executions of this one state machine get their names at "
+                        "run time (execution:<state machine>:* and <state machine>/EncodeChunks:*).",
+                    )

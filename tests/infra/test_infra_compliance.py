@@ -1,0 +1,43 @@
+"""cdk-nag (AWS Solutions pack) and cfn-lint on the synthesized template."""
+
+from __future__ import annotations
+
+
+def _summary(violations):
+    return "\n".join(
+        f"{v['ruleName']}: {[c['constructPath'] for c in v.get('violatingConstructs', [])]}" for v in violations
+    )
+
+
+def test_cdk_nag_has_no_unacknowledged_findings(synth):
+    assert synth.violations == [], _summary(synth.violations)
+    assert synth.synth_error is None, synth.synth_error
+
+
+def test_cdk_nag_clean_in_destroy_on_delete_mode_too(synth_destroy):
+    assert synth_destroy.violations == [], _summary(synth_destroy.violations)
+    assert synth_destroy.synth_error is None, synth_destroy.synth_error
+
+
+def test_every_acknowledgment_has_a_reason(synth):
+    from aws_cdk import Validations
+
+    key = Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+    found = 0
+    for construct in synth.stack.node.find_all():
+        for entry in construct.node.metadata:
+            if entry.type == key and entry.data:
+                for rule_id, reason in dict(entry.data).items():
+                    found += 1
+                    assert isinstance(reason, str) and len(reason) > 30, (construct.node.path, rule_id)
+    assert found > 0
+
+
+def test_cfn_lint_passes_with_only_w3005_ignored(synth):
+    from cfnlint.api import ManualArgs, lint_file
+
+    matches = lint_file(
+        synth.template_path,
+        config=ManualArgs(regions=["us-east-1", "eu-west-1"], ignore_checks=["W3005"]),
+    )
+    assert [str(m) for m in matches] == []

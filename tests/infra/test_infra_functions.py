@@ -1,0 +1,188 @@
+"""The five Lambdas: handlers, sizing, layer, environment, one least-privilege role each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+HANDLERS = {
+    "Splitter": "vtp.handlers.splitter.handler",
+    "Encoder": "vtp.handlers.encoder.handler",
+    "Audio": "vtp.handlers.audio.handler",
+    "Merger": "vtp.handlers.merger.handler",
+    "Failure": "vtp.handlers.failure.handler",
+}
+SIZING = {  # memory MB, timeout s, ephemeral MB (see infra/functions.py for the reasons)
+    "Splitter": (3008, 900, 10240),
+    "Encoder": (10240, 900, 2048),
+    "Audio": (2048, 900, 10240),
+    "Merger": (3008, 900, 10240),
+    "Failure": (512, 300, 512),
+}
+COMMON_ENV = {
+    "INPUT_BUCKET", "WORK_BUCKET", "OUTPUT_BUCKET", "JOBS_TABLE", "VTP_FFMPEG_DIR",
+    "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL",
+}
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def props(synth, name):
+    return synth.resources[synth.function_ids()[name]]["Properties"]
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_runtime_handler_and_sizing(synth, name):
+    p = props(synth, name)
+    assert p["Handler"] == HANDLERS[name]
+    assert p["Runtime"] == "python3.12"
+    assert p["Architectures"] == ["x86_64"]
+    assert p["TracingConfig"] == {"Mode": "Active"}
+    assert (p["MemorySize"], p["Timeout"], p["EphemeralStorage"]["Size"]) == SIZING[name]
+    assert "ReservedConcurrentExecutions" not in p
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_handler_modules_exist_once_written(name):
+    module = HANDLERS[name].rsplit(".", 1)[0]
+    path = ROOT / "functions" / Path(*module.split("."))
+    source = path.with_suffix(".py")
+    if not source.parent.exists():
+        pytest.skip("functions/vtp/handlers/ not written yet")
+    assert source.is_file(), f"{source} missing for handler {HANDLERS[name]}"
+    assert "def handler" in source.read_text() or "handler =" in source.read_text()
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_environment(synth, name):
+    env = props(synth, name)["Environment"]["Variables"]
+    assert COMMON_ENV <= set(env)
+    assert env["VTP_FFMPEG_DIR"] == "/opt/bin"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "vtp"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "vtp"
+    assert env["LOG_LEVEL"] == "INFO"
+    assert "VTP_FAIL_FIRST_ATTEMPT_CHUNK" not in env  # test-only switch, off by default
+    assert env["WORK_BUCKET"] == {"Ref": synth.logical_id(synth.stack.storage.work_bucket)}
+    assert env["OUTPUT_BUCKET"] == {"Ref": synth.logical_id(synth.stack.storage.output_bucket)}
+    assert env["JOBS_TABLE"] == {"Ref": synth.logical_id(synth.stack.storage.jobs_table)}
+    state_machine_id = synth.logical_id(synth.stack.workflow.state_machine)
+    if name == "Splitter":
+        assert env["STATE_MACHINE_ARN"] == {"Ref": state_machine_id}
+    else:
+        assert "STATE_MACHINE_ARN" not in env
+
+
+def test_fault_injection_switch_comes_from_context(synth_destroy):
+    for name in HANDLERS:
+        env = props(synth_destroy, name)["Environment"]["Variables"]
+        assert env["VTP_FAIL_FIRST_ATTEMPT_CHUNK"] == "0"
+
+
+def test_ffmpeg_layer_is_attached_to_every_function(synth):
+    (layer_id, layer), = synth.of_type("AWS::Lambda::LayerVersion").items()
+    assert layer_id.startswith("FunctionsFfmpegLayer")
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    for name in HANDLERS:
+        assert props(synth, name)["Layers"] == [{"Ref": layer_id}]
+    # The layer asset is the folder packaging.py built, with bin/ffmpeg and bin/ffprobe (/opt/bin in Lambda).
+    asset_path = synth.stack.functions.layer_dir
+    assert asset_path.name == "ffmpeg-layer" and asset_path.parent.name == "lambda"
+    for tool in ("ffmpeg", "ffprobe"):
+        assert (asset_path / "bin" / tool).is_file()
+
+
+def test_log_groups_have_retention(synth):
+    groups = synth.of_type("AWS::Logs::LogGroup")
+    assert groups and all(g["Properties"].get("RetentionInDays") == 30 for g in groups.values())
+    assert all(g["DeletionPolicy"] == "Delete" for g in groups.values())
+    for name in HANDLERS:
+        ref = props(synth, name)["LoggingConfig"]["LogGroup"]["Ref"]
+        assert groups[ref]["Properties"]["RetentionInDays"] == 30
+
+
+def test_one_role_per_function_without_managed_policies(synth):
+    roles = synth.role_ids()
+    assert len(set(roles.values())) == 5
+    for name, role_id in roles.items():
+        assert props(synth, name)["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}
+        role = synth.resources[role_id]["Properties"]
+        assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+        assert "ManagedPolicyArns" not in role
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_least_privilege_statements(synth, name):
+    statements = synth.statements_of_role(synth.role_ids()[name])
+    table_arn = {"Fn::GetAtt": [synth.logical_id(synth.stack.storage.jobs_table), "Arn"]}
+    state_machine_ref = {"Ref": synth.logical_id(synth.stack.workflow.state_machine)}
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = as_list(statement["Action"])
+        resources = as_list(statement["Resource"])
+        assert not any("*" in action for action in actions), statement
+        services = {action.split(":")[0] for action in actions}
+        assert len(services) == 1, statement
+        service = services.pop()
+        if service == "xray":
+            assert set(actions) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+            continue
+        assert "*" not in resources, f"{name}: {service} actions on every resource: {statement}"
+        if service == "dynamodb":
+            assert resources == [table_arn]
+            assert set(actions) <= {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+        elif service == "states":
+            assert name == "Splitter" and actions == ["states:StartExecution"] and resources == [state_machine_ref]
+        elif service == "logs":
+            (group,) = resources
+            assert group == {"Fn::GetAtt": [props(synth, name)["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]}
+        elif service == "s3":
+            for resource in resources:
+                text = str(resource)
+                assert "Bucket" in text or "-input-" in text, resource
+        else:
+            pytest.fail(f"unexpected service {service} for {name}: {statement}")
+
+
+def _s3_grants(synth, name) -> dict[str, set[str]]:
+    """action -> set of flattened resources, for one function's role."""
+    from infra.nag import flatten_cfn_reference
+
+    grants: dict[str, set[str]] = {}
+    for statement in synth.statements_of_role(synth.role_ids()[name]):
+        for action in as_list(statement["Action"]):
+            if action.startswith("s3:"):
+                grants.setdefault(action, set()).update(flatten_cfn_reference(r) for r in as_list(statement["Resource"]))
+    return grants
+
+
+def test_s3_grants_are_scoped_to_the_buckets_and_prefixes_each_function_uses(synth):
+    work = synth.logical_id(synth.stack.storage.work_bucket)
+    output = synth.logical_id(synth.stack.storage.output_bucket)
+    work_jobs = f"<{work}.Arn>/jobs/*"
+    input_objects = "arn:<AWS::Partition>:s3:::videotranscodingpipeline-input-<AWS::AccountId>-<AWS::Region>/*"
+
+    splitter = _s3_grants(synth, "Splitter")
+    assert splitter["s3:GetObject"] == {input_objects, work_jobs}
+    assert splitter["s3:PutObject"] == {work_jobs, f"<{output}.Arn>/*"}
+    assert "s3:DeleteObject" not in splitter
+
+    encoder = _s3_grants(synth, "Encoder")
+    assert encoder["s3:GetObject"] == {work_jobs} and encoder["s3:PutObject"] == {work_jobs}
+    assert not any(input_objects in r or output in r for rs in encoder.values() for r in rs)
+
+    audio = _s3_grants(synth, "Audio")
+    assert audio["s3:PutObject"] == {work_jobs}
+    assert not any(output in r for rs in audio.values() for r in rs)
+
+    merger = _s3_grants(synth, "Merger")
+    assert f"<{output}.Arn>/*" in merger["s3:PutObject"]
+
+    failure = _s3_grants(synth, "Failure")
+    assert failure["s3:DeleteObject"] == {work_jobs, f"<{output}.Arn>/*"}
+    assert not any(input_objects in r for rs in failure.values() for r in rs)
