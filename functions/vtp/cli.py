@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="compare the pipeline with one ffmpeg command on the same input")
     bench.add_argument("input", type=Path)
     bench.add_argument("--workers", type=int, default=None)
-    bench.add_argument("--json", action="store_true", help="print the ratios as JSON")
+    bench.add_argument("--json", action="store_true", help="print only the ratios, as JSON")
+    bench.add_argument("--repeat", type=int, default=1, help="rounds, alternating the two sides; medians reported")
     add_encoding_options(bench)
 
     probe = commands.add_parser("probe", help="print what the pipeline sees in a file")
@@ -152,7 +153,7 @@ def command_status(args: argparse.Namespace) -> int:
 def command_bench(args: argparse.Namespace) -> int:
     from vtp.bench import run_benchmark
 
-    return run_benchmark(args.input, config_from(args), workers=args.workers, as_json=args.json)
+    return run_benchmark(args.input, config_from(args), workers=args.workers, as_json=args.json, repeat=args.repeat)
 
 
 def command_probe(args: argparse.Namespace) -> int:
