@@ -10,32 +10,42 @@ work more memory costs about the same per job and finishes sooner):
 =========  ==========  =======  =========  ==================================================
 function   memory MB   timeout  /tmp MB    why
 =========  ==========  =======  =========  ==================================================
-splitter   3008        15 min   10240      Holds the source once in /tmp (up to the core's
-                                           size limit) and cuts chunks with stream copy: I/O
-                                           bound, ~2 vCPUs is plenty. 15 min for large
-                                           uploads (download + probe + cut + upload).
-encoder    10240       15 min   2048       One ~10 s chunk decoded once, four H.264 rungs:
-                                           CPU bound, x264 uses all 6 vCPUs. At 1 vCPU a
-                                           10 s 1080p chunk takes ~1-2 min of CPU, so 6 vCPUs
-                                           leave >10x headroom below 15 min even for 4K
-                                           sources. /tmp: a 10 s chunk of even a 100 Mbit/s
-                                           source is ~125 MB, its four rungs ~30 MB.
-                                           Override with context vtp:encoder-memory-mb
-                                           (accounts whose Lambda memory quota is 3008 MB).
+splitter   3008        15 min   10240      Probe + stream-copy split (measured 0.3 s for 60 s
+                                           of 1080p): I/O bound, ~2 vCPUs and their network
+                                           share are plenty. /tmp holds the source once; the
+                                           core's 20 GiB size limit is above the 10 GiB /tmp
+                                           ceiling, so larger sources must be streamed (ffmpeg
+                                           reading a presigned URL) or refused. 15 min for
+                                           large uploads (download + probe + cut + upload).
+encoder    10240       15 min   2048       One ~10 s chunk decoded once, four H.264 rungs in
+                                           one ffmpeg process: CPU bound. Measured (shared
+                                           notes, libx264 veryfast, 1080p source): 20-25 CPU-s
+                                           per 10 s chunk, peak RSS ~540 MB. The decoder and
+                                           the four rung encoders run side by side, so the work
+                                           spreads over all 6 vCPUs: ~5 s per chunk at 10,240
+                                           MB vs ~15 s at 3008 MB, at about the same GB-s, and the
+                                           fan-out's critical path is one chunk. A 4K source
+                                           is ~4x that: still >30x below 15 minutes. /tmp: a
+                                           10 s piece of even a 100 Mbit/s source is ~125 MB,
+                                           its four rungs ~15 MB. Override with context
+                                           vtp:encoder-memory-mb (accounts whose Lambda memory
+                                           quota is 3008 MB).
 audio      2048        15 min   10240      Audio of the whole source, encoded once (AAC is
                                            cheap; reading the source dominates). /tmp for a
                                            downloaded source.
-merger     3008        15 min   10240      Stream-copy joins of all chunks per rung, HLS and
-                                           DASH packaging (copy, no re-encode), a few
-                                           thumbnails: I/O bound; /tmp holds every rung of
-                                           the whole video at once.
+merger     3008        15 min   10240      Stream-copy joins per rung (measured 0.7 s for 60 s
+                                           of 4 rungs), HLS and DASH packaging by copy, a few
+                                           thumbnails: I/O bound. /tmp holds the joined rungs:
+                                           ~10 Mbit/s for the default ladder, ~4.5 GB per hour,
+                                           so about two hours of video fit at once; longer
+                                           videos need the merger to work rung by rung.
 failure    512         5 min    512        DynamoDB update, FAILED manifest, deleting the
                                            partial output: API calls only.
 =========  ==========  =======  =========  ==================================================
 
-The ephemeral-storage ceiling (10,240 MB) bounds the longest source the splitter
-and merger can handle; the core's INPUT_TOO_LARGE/INPUT_TOO_LONG limits should
-stay below it.
+The ephemeral-storage ceiling (10,240 MB) bounds the largest source the splitter
+can hold and the longest video the merger can package at once; the limits the
+Lambdas apply (INPUT_TOO_LARGE / INPUT_TOO_LONG) should stay below them.
 
 Each role gets only explicit statements: S3 object actions on the key prefixes
 the function uses, ``ListBucket`` on those buckets (so a missing key is a 404,

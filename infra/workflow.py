@@ -8,7 +8,7 @@
       |  branch 1: EncodeChunks (Distributed Map, STANDARD children)                           |
       |     ItemReader  s3://<work>/<$.chunks_key>   (one item per chunk)                      |
       |     ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value}                       |
-      |     EncodeChunk  -> encoder Lambda                                                     |
+      |     EncodeChunk  -> encoder Lambda {job_id, work_bucket, chunk, attempt}              |
       |     ResultWriter s3://<work>/jobs/map-results/<map run id>/...                         |
       |  branch 2: EncodeAudio -> audio Lambda (the execution input)                          |
       |  ResultSelector keeps only {chunks: <ResultWriterDetails>, audio} at $.encode          |
@@ -108,7 +108,21 @@ class TranscodeWorkflow(Construct):
             )
 
         # --- per chunk: the encoder, inside a Distributed Map --------------------------
-        encode_chunk = invoke("EncodeChunk", "Encoder", comment="Encode one chunk into every video rung.")
+        encode_chunk = invoke(
+            "EncodeChunk",
+            "Encoder",
+            comment="Encode one chunk into every video rung.",
+            # The Map item plus the retry count (0 on the first attempt), for logs and the
+            # test-only fault injection (VTP_FAIL_FIRST_ATTEMPT_CHUNK).
+            payload=sfn.TaskInput.from_object(
+                {
+                    "job_id": sfn.JsonPath.string_at("$.job_id"),
+                    "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
+                    "chunk": sfn.JsonPath.object_at("$.chunk"),
+                    "attempt": sfn.JsonPath.number_at("$$.State.RetryCount"),
+                }
+            ),
+        )
         add_retries(encode_chunk, retry_task_failures=True)
 
         encode_chunks = sfn.DistributedMap(

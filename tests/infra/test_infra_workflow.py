@@ -69,7 +69,14 @@ def test_distributed_map_reads_and_writes_the_work_bucket(synth, asl):
         "chunk.$": "$$.Map.Item.Value",
     }
     assert encode_chunks["MaxConcurrency"] == "REF:MaxConcurrency"
-    assert encode_chunks["ItemProcessor"]["States"]["EncodeChunk"]["Resource"] == _fn(synth, "Encoder")
+    encode_chunk = encode_chunks["ItemProcessor"]["States"]["EncodeChunk"]
+    assert encode_chunk["Resource"] == _fn(synth, "Encoder")
+    assert encode_chunk["Parameters"] == {
+        "job_id.$": "$.job_id",
+        "work_bucket.$": "$.work_bucket",
+        "chunk.$": "$.chunk",
+        "attempt.$": "$$.State.RetryCount",
+    }
 
 
 def test_max_concurrency_is_a_stack_parameter(synth):
