@@ -136,7 +136,7 @@ class TranscodeWorkflow(Construct):
             item_selector={
                 "job_id": sfn.JsonPath.string_at("$.job_id"),
                 "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
-                "chunk": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+                "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value"),
             },
             result_writer_v2=sfn.ResultWriterV2(bucket=storage.work_bucket, prefix=MAP_RESULTS_PREFIX),
             max_concurrency=max_concurrency,
