@@ -1,0 +1,142 @@
+"""PipelineConfig: invalid settings are refused with INVALID_CONFIG; ladders by name; dict round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vtp.core.config import (
+    DEFAULT_LADDER,
+    KNOWN_RUNGS,
+    Limits,
+    PipelineConfig,
+    RateControl,
+    Rung,
+    ladder_from_names,
+)
+from vtp.core.errors import ErrorCode, PipelineError
+
+
+def invalid(**changes) -> PipelineError:
+    with pytest.raises(PipelineError) as caught:
+        PipelineConfig(**changes)
+    assert caught.value.code is ErrorCode.INVALID_CONFIG
+    return caught.value
+
+
+def test_defaults_are_valid_and_the_default_ladder_is_four_h264_rungs():
+    config = PipelineConfig()
+    assert [r.name for r in config.ladder] == ["1080p", "720p", "480p", "360p"]
+    assert [r.height for r in config.ladder] == [1080, 720, 480, 360]
+    assert config.video_codec == "libx264"
+    assert config.rate_control is RateControl.CRF
+    assert (config.chunk_s / config.gop_s).is_integer() and (config.segment_s / config.gop_s).is_integer()
+
+
+def test_chunk_not_a_multiple_of_the_gop_is_refused():
+    error = invalid(gop_s=2.0, chunk_s=9.0)
+    assert "chunk" in error.message and "9" in error.message and "GOP" in error.message
+
+
+def test_segment_not_a_multiple_of_the_gop_is_refused():
+    error = invalid(gop_s=2.0, chunk_s=10.0, segment_s=5.0)
+    assert "segment" in error.message and "5" in error.message and "GOP" in error.message
+
+
+@pytest.mark.parametrize("field", ["gop_s", "chunk_s", "segment_s"])
+@pytest.mark.parametrize("value", [0.0, -2.0])
+def test_non_positive_lengths_are_refused(field, value):
+    assert "positive" in invalid(**{field: value}).message
+
+
+def test_an_empty_ladder_is_refused():
+    assert "no rungs" in invalid(ladder=()).message
+
+
+def test_duplicate_rungs_are_refused():
+    rung = DEFAULT_LADDER[0]
+    assert "repeat" in invalid(ladder=(rung, DEFAULT_LADDER[1], rung)).message
+    assert "repeat" in invalid(ladder=(Rung("hd", 720, 3000, 23), Rung("hd", 480, 1200, 24))).message
+
+
+def test_fractional_grid_multiples_are_accepted():
+    config = PipelineConfig(gop_s=0.5, chunk_s=3.0, segment_s=1.5)
+    assert config.chunk_s == 3.0
+    # float noise in the ratio (0.3 / 0.1 = 2.9999999999999996) is not a reason to refuse
+    PipelineConfig(gop_s=0.1, chunk_s=0.3, segment_s=0.2)
+
+
+def test_error_message_is_fit_to_show():
+    error = invalid(gop_s=2.0, chunk_s=9.0)
+    assert str(error).startswith("INVALID_CONFIG: ")
+    assert error.to_dict() == {"code": "INVALID_CONFIG", "message": error.message}
+    assert "\n" not in str(error)
+
+
+def test_ladder_from_names_keeps_the_order_given():
+    rungs = ladder_from_names("720p, 360p,1080p")
+    assert [r.name for r in rungs] == ["720p", "360p", "1080p"]
+    assert rungs[0] is KNOWN_RUNGS["720p"]
+    assert ladder_from_names("2160p,240p") == (KNOWN_RUNGS["2160p"], KNOWN_RUNGS["240p"])
+
+
+def test_ladder_from_names_refuses_an_unknown_name_and_lists_the_known_ones():
+    with pytest.raises(PipelineError) as caught:
+        ladder_from_names("720p,999p")
+    assert caught.value.code is ErrorCode.INVALID_CONFIG
+    assert "'999p'" in caught.value.message
+    for known in ("1080p", "720p", "480p", "360p"):
+        assert known in caught.value.message
+
+
+def test_ladder_from_names_with_nothing_gives_an_empty_ladder_that_config_refuses():
+    assert ladder_from_names(" , ") == ()
+    invalid(ladder=ladder_from_names(""))
+
+
+def test_rung_box_width_is_the_16_9_width():
+    assert [r.box_width for r in DEFAULT_LADDER][:2] == [1920, 1280]
+    assert DEFAULT_LADDER[3].box_width == 640
+    for rung in KNOWN_RUNGS.values():
+        assert abs(rung.box_width - rung.height * 16 / 9) < 1
+
+
+def test_to_dict_from_dict_round_trip_through_json():
+    config = PipelineConfig(
+        ladder=ladder_from_names("720p,360p"),
+        gop_s=1.0,
+        chunk_s=4.0,
+        segment_s=2.0,
+        preset="ultrafast",
+        rate_control=RateControl.CAPPED_CRF,
+        encoder_threads=2,
+        limits=Limits(max_bytes=1234, max_duration_s=60.0, max_width=1920, max_height=1080),
+    )
+    data = json.loads(json.dumps(config.to_dict()))
+    again = PipelineConfig.from_dict(data)
+    assert again == config
+    assert isinstance(again.ladder, tuple) and isinstance(again.ladder[0], Rung)
+    assert again.rate_control is RateControl.CAPPED_CRF
+    assert again.limits == config.limits
+
+
+def test_from_dict_validates_like_the_constructor():
+    data = PipelineConfig().to_dict()
+    data["chunk_s"] = 7.0
+    with pytest.raises(PipelineError) as caught:
+        PipelineConfig.from_dict(data)
+    assert caught.value.code is ErrorCode.INVALID_CONFIG
+
+
+def test_from_dict_fills_defaults_for_missing_parts():
+    config = PipelineConfig.from_dict({"preset": "fast"})
+    assert config.ladder == DEFAULT_LADDER and config.limits == Limits() and config.preset == "fast"
+
+
+def test_with_changes_returns_a_new_validated_config():
+    config = PipelineConfig()
+    changed = config.with_changes(preset="slow")
+    assert changed.preset == "slow" and config.preset == "veryfast"
+    with pytest.raises(PipelineError):
+        config.with_changes(segment_s=3.0)
