@@ -236,38 +236,40 @@ class PipelineFunctions(Construct):
         output_all = f"{output_arn}/*"
         read_input = ["s3:GetObject"]
 
-        # Splitter: read the upload, write chunks + chunks.json, create the job record,
-        # write the FAILED manifest of a rejected input.
-        self._s3("Splitter", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
+        # Calls made by functions/vtp/aws (S3Store, DynamoJobStore): download_file/head_object
+        # (GetObject; ListBucket turns a missing key into 404), upload_file/put_object (PutObject,
+        # AbortMultipartUpload for multipart uploads), delete_prefix (ListBucket + DeleteObject),
+        # put_item (conditional create), update_item, get_item.
+
+        # Splitter: read the upload, write pieces + job.json + chunks.json, create the job record;
+        # a rejected input is failed right here (FAILED manifest, partial output removed).
+        self._s3("Splitter", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn, output_arn])
         self._s3("Splitter", "ReadSource", read_input, [f"{input_arn}/*"])
-        self._s3("Splitter", "WriteChunks", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
-        self._s3("Splitter", "WriteRejectionManifest", ["s3:PutObject"], [output_all])
+        self._s3("Splitter", "WritePieces", ["s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
+        self._s3("Splitter", "FailedOutput", ["s3:PutObject", "s3:DeleteObject"], [output_all])
         self._table("Splitter", ["GetItem", "PutItem", "UpdateItem"])
         # states:StartExecution on the state machine is added by the stack (see stack.py).
 
-        # Encoder: read its chunk, write its rungs.
+        # Encoder: read job.json and its piece, write its rungs (and the test-only fault marker).
         self._s3("Encoder", "ListWork", ["s3:ListBucket"], [work_arn])
         self._s3("Encoder", "ChunkFiles", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
         self._table("Encoder", ["GetItem", "UpdateItem"])
 
-        # Audio: read the source, write the encoded audio.
+        # Audio: read job.json and the source, write the encoded audio.
         self._s3("Audio", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
         self._s3("Audio", "ReadSource", read_input, [f"{input_arn}/*"])
         self._s3("Audio", "AudioFiles", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
         self._table("Audio", ["GetItem", "UpdateItem"])
 
-        # Merger: read chunk encodes, audio and Map results; write the packaged output.
-        self._s3("Merger", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn, output_arn])
-        self._s3("Merger", "ReadSource", read_input, [f"{input_arn}/*"])
-        self._s3("Merger", "WorkFiles", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [work_jobs])
+        # Merger: read job.json, the chunk encodes and the audio; replace the job's output.
+        self._s3("Merger", "ListBuckets", ["s3:ListBucket"], [work_arn, output_arn])
+        self._s3("Merger", "ReadWork", ["s3:GetObject"], [work_jobs])
         self._s3(
-            "Merger", "WriteOutput",
-            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], [output_all],
+            "Merger", "WriteOutput", ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], [output_all]
         )
         self._table("Merger", ["GetItem", "UpdateItem"])
 
-        # Failure: FAILED manifest, remove partial output and work files, mark the job FAILED.
-        self._s3("Failure", "ListBuckets", ["s3:ListBucket"], [work_arn, output_arn])
-        self._s3("Failure", "WorkFiles", ["s3:GetObject", "s3:DeleteObject"], [work_jobs])
-        self._s3("Failure", "Output", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [output_all])
+        # Failure: remove partial output, FAILED manifest, job FAILED.
+        self._s3("Failure", "ListOutput", ["s3:ListBucket"], [output_arn])
+        self._s3("Failure", "FailedOutput", ["s3:PutObject", "s3:DeleteObject"], [output_all])
         self._table("Failure", ["GetItem", "UpdateItem"])

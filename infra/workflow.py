@@ -6,8 +6,8 @@
       |
       EncodeAll (Parallel) ---------------------------------------------- Catch States.ALL -> $.error
       |  branch 1: EncodeChunks (Distributed Map, STANDARD children)                           |
-      |     ItemReader  s3://<work>/<$.chunks_key>   (one item per chunk)                      |
-      |     ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value}                       |
+      |     ItemReader  s3://<work>/<$.chunks_key>   (items [{"chunk": {...}}, ...])         |
+      |     ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value.chunk}                 |
       |     EncodeChunk  -> encoder Lambda {job_id, work_bucket, chunk, attempt}              |
       |     ResultWriter s3://<work>/jobs/map-results/<map run id>/...                         |
       |  branch 2: EncodeAudio -> audio Lambda (the execution input)                          |
@@ -136,7 +136,7 @@ class TranscodeWorkflow(Construct):
             item_selector={
                 "job_id": sfn.JsonPath.string_at("$.job_id"),
                 "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
-                "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+                "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value.chunk"),  # items are {"chunk": {...}}
             },
             result_writer_v2=sfn.ResultWriterV2(bucket=storage.work_bucket, prefix=MAP_RESULTS_PREFIX),
             max_concurrency=max_concurrency,

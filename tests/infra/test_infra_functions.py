@@ -168,21 +168,25 @@ def test_s3_grants_are_scoped_to_the_buckets_and_prefixes_each_function_uses(syn
     input_objects = "arn:<AWS::Partition>:s3:::videotranscodingpipeline-input-<AWS::AccountId>-<AWS::Region>/*"
 
     splitter = _s3_grants(synth, "Splitter")
-    assert splitter["s3:GetObject"] == {input_objects, work_jobs}
+    assert splitter["s3:GetObject"] == {input_objects}
     assert splitter["s3:PutObject"] == {work_jobs, f"<{output}.Arn>/*"}
-    assert "s3:DeleteObject" not in splitter
+    assert splitter["s3:DeleteObject"] == {f"<{output}.Arn>/*"}  # a rejected input's partial output
 
     encoder = _s3_grants(synth, "Encoder")
     assert encoder["s3:GetObject"] == {work_jobs} and encoder["s3:PutObject"] == {work_jobs}
+    assert "s3:DeleteObject" not in encoder
     assert not any(input_objects in r or output in r for rs in encoder.values() for r in rs)
 
     audio = _s3_grants(synth, "Audio")
+    assert audio["s3:GetObject"] == {input_objects, work_jobs}
     assert audio["s3:PutObject"] == {work_jobs}
     assert not any(output in r for rs in audio.values() for r in rs)
 
     merger = _s3_grants(synth, "Merger")
-    assert f"<{output}.Arn>/*" in merger["s3:PutObject"]
+    assert merger["s3:GetObject"] == {work_jobs}
+    assert merger["s3:PutObject"] == {f"<{output}.Arn>/*"}
+    assert not any(input_objects in r for rs in merger.values() for r in rs)
 
     failure = _s3_grants(synth, "Failure")
-    assert failure["s3:DeleteObject"] == {work_jobs, f"<{output}.Arn>/*"}
-    assert not any(input_objects in r for rs in failure.values() for r in rs)
+    assert failure["s3:DeleteObject"] == {f"<{output}.Arn>/*"}
+    assert not any(work in r or input_objects in r for rs in failure.values() for r in rs)

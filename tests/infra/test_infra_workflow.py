@@ -66,7 +66,8 @@ def test_distributed_map_reads_and_writes_the_work_bucket(synth, asl):
     assert encode_chunks["ItemSelector"] == {
         "job_id.$": "$.job_id",
         "work_bucket.$": "$.work_bucket",
-        "chunk.$": "$$.Map.Item.Value",
+        # chunks.json (written by the splitter) holds one {"chunk": {...}} item per chunk.
+        "chunk.$": "$$.Map.Item.Value.chunk",
     }
     assert encode_chunks["MaxConcurrency"] == "REF:MaxConcurrency"
     encode_chunk = encode_chunks["ItemProcessor"]["States"]["EncodeChunk"]
