@@ -111,6 +111,37 @@ class PipelineConfig:
         return cls(**data)
 
 
+ENVIRONMENT_SETTINGS = {
+    "VTP_LADDER": "ladder (rung names, e.g. 1080p,720p)",
+    "VTP_GOP_S": "gop_s",
+    "VTP_CHUNK_S": "chunk_s",
+    "VTP_SEGMENT_S": "segment_s",
+    "VTP_PRESET": "preset",
+    "VTP_RATE_CONTROL": "rate_control",
+}
+
+
+def config_from_environment(environ: dict[str, str]) -> PipelineConfig:
+    """Settings of a deployed pipeline, from the Lambdas' environment (unset: defaults)."""
+    changes: dict[str, Any] = {}
+    if environ.get("VTP_LADDER"):
+        changes["ladder"] = ladder_from_names(environ["VTP_LADDER"])
+    for name, field_name in (("VTP_GOP_S", "gop_s"), ("VTP_CHUNK_S", "chunk_s"), ("VTP_SEGMENT_S", "segment_s")):
+        if environ.get(name):
+            try:
+                changes[field_name] = float(environ[name])
+            except ValueError:
+                raise PipelineError(ErrorCode.INVALID_CONFIG, f"{name}={environ[name]!r} is not a number") from None
+    if environ.get("VTP_PRESET"):
+        changes["preset"] = environ["VTP_PRESET"]
+    if environ.get("VTP_RATE_CONTROL"):
+        try:
+            changes["rate_control"] = RateControl(environ["VTP_RATE_CONTROL"])
+        except ValueError:
+            raise PipelineError(ErrorCode.INVALID_CONFIG, f"unknown VTP_RATE_CONTROL {environ['VTP_RATE_CONTROL']!r}") from None
+    return PipelineConfig(**changes)
+
+
 def ladder_from_names(names: str) -> tuple[Rung, ...]:
     """'1080p,720p' -> rungs; unknown names are a configuration error."""
     rungs = []

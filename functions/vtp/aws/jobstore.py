@@ -1,0 +1,97 @@
+"""The job store on DynamoDB: one item per job, created with a conditional write."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from vtp.core.jobstore import JobAlreadyExists, JobRecord
+from vtp.core.manifest import now_iso
+
+TABLE_ENV = "JOBS_TABLE"
+
+
+class DynamoJobStore:
+    def __init__(self, table_name: str, resource=None):
+        self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
+
+    @classmethod
+    def from_environment(cls) -> "DynamoJobStore":
+        name = os.environ.get(TABLE_ENV)
+        if not name:
+            raise RuntimeError(f"set {TABLE_ENV} to the jobs table of the deployed stack (its JobsTableName output)")
+        return cls(name)
+
+    def create(self, record: JobRecord) -> None:
+        record.created_at = record.created_at or now_iso()
+        record.updated_at = record.created_at
+        try:
+            self.table.put_item(
+                Item=_to_dynamo(record.to_dict()),
+                ConditionExpression="attribute_not_exists(job_id)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise JobAlreadyExists(record.job_id) from None
+            raise
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        fields["updated_at"] = now_iso()
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": _to_dynamo(value) for i, value in enumerate(fields.values())}
+        assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        self.table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression=f"SET {assignments}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def add_chunk_done(self, job_id: str) -> None:
+        """Count a finished chunk atomically (encoders run in parallel)."""
+        self.table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression="ADD chunks_done :one SET updated_at = :now",
+            ExpressionAttributeValues={":one": 1, ":now": now_iso()},
+        )
+
+    def get(self, job_id: str) -> JobRecord | None:
+        item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        return JobRecord.from_dict(_from_dynamo(item)) if item else None
+
+    def recent(self, limit: int = 20) -> list[JobRecord]:
+        """Newest first. A scan: the table holds one small item per job."""
+        items: list[dict] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            page = self.table.scan(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        records = [JobRecord.from_dict(_from_dynamo(item)) for item in items]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: _to_dynamo(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_dynamo(inner) for inner in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _from_dynamo(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(inner) for inner in value]
+    return value

@@ -1,0 +1,58 @@
+"""ObjectStore on an S3 bucket."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+from botocore.exceptions import ClientError
+
+from vtp.core.storage import content_type_for
+
+
+class S3Store:
+    def __init__(self, bucket: str, client=None):
+        self.bucket = bucket
+        self.client = client or boto3.client("s3")
+
+    def download(self, key: str, path: Path) -> Path:
+        """Streamed to disk in ranged parts: the object never has to fit in memory."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.client.download_file(self.bucket, key, str(path))
+        return path
+
+    def upload(self, path: Path, key: str, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type or content_type_for(path)}
+        self.client.upload_file(str(path), self.bucket, key, ExtraArgs=extra)
+
+    def put_json(self, key: str, data: Any) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=json.dumps(data).encode(), ContentType="application/json"
+        )
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    def delete_prefix(self, prefix: str) -> int:
+        doomed = list(self.keys(prefix))
+        for start in range(0, len(doomed), 1000):
+            batch = [{"Key": key} for key in doomed[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(doomed)

@@ -1,0 +1,1 @@
+"""Lambda entry points: parse the event, call vtp.aws.pipeline, return a small JSON."""

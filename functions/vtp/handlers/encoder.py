@@ -1,0 +1,21 @@
+"""One Distributed Map item: encode one chunk to every rung."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vtp.aws.pipeline import encode_chunk
+from vtp.handlers.common import buckets, job_store, logger, metrics, tracer
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    chunk = event["chunk"]
+    logger.append_keys(job_id=event["job_id"], chunk_index=chunk["index"])
+    result = encode_chunk(event["job_id"], chunk, buckets=buckets(), store=job_store())
+    metrics.add_metric(name="ChunkEncodeSeconds", unit=MetricUnit.Seconds, value=result["wall_s"])
+    logger.info("chunk encoded", extra={"result": result})
+    return result

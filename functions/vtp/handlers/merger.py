@@ -1,0 +1,20 @@
+"""After the Map and the audio: join, package, thumbnails, manifest last, COMPLETE."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vtp.aws.pipeline import merge_and_publish
+from vtp.handlers.common import buckets, job_store, logger, metrics, tracer, workers
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    logger.append_keys(job_id=event["job_id"])
+    result = merge_and_publish(event["job_id"], buckets=buckets(), store=job_store(), workers=workers())
+    metrics.add_metric(name="JobsComplete", unit=MetricUnit.Count, value=1)
+    logger.info("job published", extra={"result": result})
+    return result
