@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="list jobs, newest first")
     status.add_argument("--limit", type=int, default=20)
     status.add_argument("--aws", action="store_true", help="read the jobs table of the deployed stack")
+    status.add_argument("--stack", default="VideoTranscodingPipeline", help="stack name, with --aws")
     status.add_argument("--json", action="store_true")
 
     bench = commands.add_parser("bench", help="compare the pipeline with one ffmpeg command on the same input")
@@ -125,7 +126,7 @@ def command_status(args: argparse.Namespace) -> int:
     if args.aws:
         from vtp.aws.jobstore import DynamoJobStore
 
-        store = DynamoJobStore.from_environment()
+        store = DynamoJobStore.from_environment(args.stack)
     else:
         from vtp.local.jobstore import SqliteJobStore
 

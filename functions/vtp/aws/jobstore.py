@@ -13,6 +13,19 @@ from vtp.core.jobstore import JobAlreadyExists, JobRecord
 from vtp.core.manifest import now_iso
 
 TABLE_ENV = "JOBS_TABLE"
+DEFAULT_STACK = "VideoTranscodingPipeline"
+
+
+def stack_output(stack_name: str, output_key: str, client=None) -> str:
+    client = client or boto3.client("cloudformation")
+    try:
+        stacks = client.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        raise RuntimeError(f"cannot read stack {stack_name}: {error.response['Error']['Message']}") from None
+    for output in stacks[0].get("Outputs", []):
+        if output["OutputKey"] == output_key:
+            return output["OutputValue"]
+    raise RuntimeError(f"stack {stack_name} has no output {output_key}")
 
 
 class DynamoJobStore:
@@ -20,10 +33,9 @@ class DynamoJobStore:
         self.table = (resource or boto3.resource("dynamodb")).Table(table_name)
 
     @classmethod
-    def from_environment(cls) -> "DynamoJobStore":
-        name = os.environ.get(TABLE_ENV)
-        if not name:
-            raise RuntimeError(f"set {TABLE_ENV} to the jobs table of the deployed stack (its JobsTableName output)")
+    def from_environment(cls, stack_name: str = DEFAULT_STACK) -> "DynamoJobStore":
+        """The table named by JOBS_TABLE, else the JobsTableName output of the deployed stack."""
+        name = os.environ.get(TABLE_ENV) or stack_output(stack_name, "JobsTableName")
         return cls(name)
 
     def create(self, record: JobRecord) -> None:
