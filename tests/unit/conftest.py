@@ -189,32 +189,51 @@ def fake_source():
 
 
 @pytest.fixture(scope="session")
-def staged(clip, tmp_path_factory):
-    """The irregular clip taken through split, encode, audio and merge, stage by stage,
-    with SMALL_CONFIG (two rungs, 1 s GOP, 2 s chunks): what merge, package and
-    thumbnails start from."""
+def stage(clip, tmp_path_factory):
+    """`stage(name)`: the clip taken through split, encode, audio and merge, stage by
+    stage, with SMALL_CONFIG (two rungs, 1 s GOP, 2 s chunks); made once per clip."""
     from vtp.core import audio, encode, merge, split
     from vtp.core.plan import plan_job
     from vtp.core.probe import probe
 
-    source = clip("irregular")
-    work = tmp_path_factory.mktemp("staged")
-    info = probe(source)
-    plan = plan_job(info, SMALL_CONFIG)
-    assert len(plan.chunks) == 3 and len(plan.renditions) == 2
-    encoded: dict[str, list[Path]] = {r.name: [] for r in plan.renditions}
-    for chunk in plan.chunks:
-        piece = work / "pieces" / split.piece_name(chunk)
-        split.cut_piece(source, chunk, info, piece)
-        result = encode.encode_chunk(piece, chunk, plan.renditions, info, SMALL_CONFIG, work / "encoded")
-        for name, path in result.outputs.items():
-            encoded[name].append(path)
-    audio_file = work / "audio" / "audio.mp4"
-    audio.encode_audio(source, info, SMALL_CONFIG, audio_file)
-    merged = {}
-    for rendition in plan.renditions:
-        merged[rendition.name] = work / "merged" / f"{rendition.name}.mp4"
-        merge.merge_rendition(plan.chunks, encoded[rendition.name], merged[rendition.name])
-    return SimpleNamespace(
-        source=source, info=info, plan=plan, config=SMALL_CONFIG, encoded=encoded, audio=audio_file, merged=merged
-    )
+    done: dict[str, SimpleNamespace] = {}
+    lock = threading.Lock()
+
+    def run(name: str) -> SimpleNamespace:
+        with lock:
+            if name in done:
+                return done[name]
+            source = clip(name)
+            work = tmp_path_factory.mktemp(f"staged_{name}")
+            info = probe(source)
+            plan = plan_job(info, SMALL_CONFIG)
+            encoded: dict[str, list[Path]] = {r.name: [] for r in plan.renditions}
+            for chunk in plan.chunks:
+                piece = work / "pieces" / split.piece_name(chunk)
+                split.cut_piece(source, chunk, info, piece)
+                result = encode.encode_chunk(piece, chunk, plan.renditions, info, SMALL_CONFIG, work / "encoded")
+                for rung, path in result.outputs.items():
+                    encoded[rung].append(path)
+            audio_file = None
+            if info.has_audio:
+                audio_file = work / "audio" / "audio.mp4"
+                audio.encode_audio(source, info, SMALL_CONFIG, audio_file)
+            merged = {}
+            for rendition in plan.renditions:
+                merged[rendition.name] = work / "merged" / f"{rendition.name}.mp4"
+                merge.merge_rendition(plan.chunks, encoded[rendition.name], merged[rendition.name])
+            done[name] = SimpleNamespace(
+                source=source, info=info, plan=plan, config=SMALL_CONFIG, encoded=encoded,
+                audio=audio_file, merged=merged, work=work,
+            )
+            return done[name]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def staged(stage) -> SimpleNamespace:
+    """The irregular clip (6 s, audio, 3 chunks, 2 rungs) staged up to the merged renditions."""
+    result = stage("irregular")
+    assert len(result.plan.chunks) == 3 and len(result.plan.renditions) == 2
+    return result
