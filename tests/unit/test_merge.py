@@ -79,6 +79,20 @@ def test_merged_rungs_have_the_sources_frames_and_timestamps(stage, packets, nam
     assert len({tuple(k) for k in keyframes.values()}) == 1, "the same keyframes in every rung"
 
 
+@pytest.mark.parametrize("name", ["irregular", "vfr"])
+def test_a_merged_rung_lasts_as_long_as_the_source(stage, packets, name):
+    """The last frame is shown for a frame's time, not for one tick: otherwise the rung
+    (and its last HLS segment) ends a frame early, and the pipeline's own output check
+    fails VFR sources whose median frame interval exceeds 1/fps + 1 ms."""
+    staged = stage(name)
+    frame_s = 1.0 / staged.info.video.fps
+    for rendition in staged.plan.renditions:
+        last = packets(staged.merged[rendition.name])[-1]
+        assert last.duration >= frame_s / 2, f"{rendition.name}: the last frame lasts {last.duration:.6f} s"
+        end = last.pts + last.duration
+        assert end == pytest.approx(staged.info.duration_s, abs=frame_s / 2)
+
+
 def test_merging_copies_the_chunks_without_re_encoding(staged):
     """Every coded picture comes through as it was; the concat demuxer only repeats the
     parameter sets (SPS/PPS, a few dozen bytes) in front of each keyframe."""

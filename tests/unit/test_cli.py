@@ -1,0 +1,226 @@
+"""`vtp` as a user runs it: a subprocess of the console script, VTP_HOME in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Fast settings: several chunks from a 6 s clip, the cheapest x264 preset.
+FAST = ["--preset", "ultrafast", "--gop", "1", "--chunk", "2", "--segment", "2", "--workers", "2"]
+
+# A rich progress bar line ends with "done/total elapsed", e.g. "a.mp4 split  ━━━━ 3/3 0:00:00".
+PROGRESS = re.compile(r"\d+/\d+ \d+:\d\d:\d\d\s*$")
+
+
+def vtp_command() -> list[str]:
+    script = Path(sys.executable).parent / "vtp"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "vtp.cli"]
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    home: Path
+    out: Path
+
+    @property
+    def message_lines(self) -> list[str]:
+        """stderr without the progress bars."""
+        return [line for line in self.stderr.splitlines() if line.strip() and not PROGRESS.search(line)]
+
+
+def vtp(*args: str, home: Path, cwd: Path, timeout: float = 120) -> Run:
+    env = {**os.environ, "VTP_HOME": str(home), "COLUMNS": "200"}
+    env.pop("VTP_DEBUG", None)
+    done = subprocess.run(
+        [*vtp_command(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    return Run(done.returncode, done.stdout, done.stderr, home, cwd / "out")
+
+
+@pytest.fixture(scope="module")
+def inputs(clip, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("cli_inputs")
+    good = folder / "good.mp4"
+    shutil.copy(clip("irregular"), good)
+    bad = folder / "notes.mp4"
+    bad.write_text("shopping list: eggs, milk, a video that is not this file\n")
+    return {"good": good, "bad": bad}
+
+
+def fresh(tmp_path_factory, name: str) -> Path:
+    return tmp_path_factory.mktemp(name)
+
+
+@pytest.fixture(scope="module")
+def good_run(inputs, tmp_path_factory) -> Run:
+    place = fresh(tmp_path_factory, "cli_good")
+    return vtp("run", str(inputs["good"]), "--out", "out", *FAST, home=place / "home", cwd=place)
+
+
+@pytest.fixture(scope="module")
+def bad_run(inputs, tmp_path_factory) -> Run:
+    place = fresh(tmp_path_factory, "cli_bad")
+    return vtp("run", str(inputs["bad"]), "--out", "out", *FAST, home=place / "home", cwd=place)
+
+
+@pytest.fixture(scope="module")
+def pair_run(inputs, tmp_path_factory) -> Run:
+    place = fresh(tmp_path_factory, "cli_pair")
+    return vtp("run", str(inputs["good"]), str(inputs["bad"]), "--out", "out", *FAST, home=place / "home", cwd=place)
+
+
+def job_folders(run: Run) -> list[Path]:
+    return sorted(p for p in run.out.iterdir() if not p.name.startswith("."))
+
+
+def manifest_of(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+# --- vtp run -------------------------------------------------------------------------------
+
+
+def test_a_good_clip_exits_0_and_says_where_and_how_fast(good_run):
+    assert good_run.returncode == 0, good_run.stderr
+    (folder,) = job_folders(good_run)
+    job_id = folder.name
+    assert f"job {job_id} COMPLETE" in good_run.stdout
+    assert str(folder) in good_run.stdout.replace("\n", "") or f"out/{job_id}" in good_run.stdout
+    assert re.search(r"\d+(\.\d+)?x realtime", good_run.stdout)
+    assert "Traceback" not in good_run.stderr
+    assert good_run.message_lines == [], "stderr carries only the progress bars"
+
+
+def test_a_good_clip_publishes_a_complete_ladder(good_run):
+    (folder,) = job_folders(good_run)
+    data = manifest_of(folder)
+    assert data["status"] == "COMPLETE" and data["job_id"] == folder.name
+    assert data["chunks"] == 3
+    assert (folder / "hls" / "master.m3u8").exists() and (folder / "dash" / "manifest.mpd").exists()
+    assert (folder / "thumbnails" / "poster.jpg").exists()
+    assert not (good_run.out / ".work").exists(), "no intermediate files are left"
+    assert (good_run.home / "jobs.sqlite3").exists(), "the job store lives in VTP_HOME"
+
+
+def test_the_progress_bars_show_every_stage(good_run):
+    for stage in ("probe", "split", "encode chunks", "merge + package"):
+        assert stage in good_run.stderr
+    assert re.search(r"encode chunks.* 3/3 ", good_run.stderr)
+
+
+def test_a_bad_input_exits_non_zero_with_one_line_naming_the_code(bad_run, inputs):
+    assert bad_run.returncode != 0
+    assert "Traceback" not in bad_run.stderr
+    (line,) = bad_run.message_lines
+    assert line.startswith("vtp: ") and "UNSUPPORTED_INPUT" in line
+    assert str(inputs["bad"]) in line
+
+
+def test_a_bad_input_writes_a_failed_manifest_and_nothing_else(bad_run):
+    (folder,) = job_folders(bad_run)
+    data = manifest_of(folder)
+    assert data["status"] == "FAILED"
+    assert data["error"]["code"] == "UNSUPPORTED_INPUT" and data["error"]["message"]
+    assert not (folder / "hls").exists() and not (folder / "dash").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]
+    assert f"job {folder.name} FAILED (UNSUPPORTED_INPUT)" in bad_run.stdout
+
+
+def test_two_inputs_one_bad_exit_1_with_one_complete_and_one_failed(pair_run):
+    assert pair_run.returncode == 1
+    statuses = sorted(manifest_of(folder)["status"] for folder in job_folders(pair_run))
+    assert statuses == ["COMPLETE", "FAILED"]
+    assert "COMPLETE" in pair_run.stdout and "FAILED" in pair_run.stdout
+    assert "Traceback" not in pair_run.stderr
+    assert len(pair_run.message_lines) == 1
+
+
+def test_status_lists_both_jobs_newest_first(pair_run):
+    place = pair_run.out.parent
+    listed = vtp("status", "--json", home=pair_run.home, cwd=place)
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)
+    assert [r["status"] for r in records] == ["FAILED", "COMPLETE"], "the bad input ran second"
+    assert [r["error_code"] for r in records] == ["UNSUPPORTED_INPUT", ""]
+    by_status = {manifest_of(f)["status"]: f.name for f in job_folders(pair_run)}
+    assert [r["job_id"] for r in records] == [by_status["FAILED"], by_status["COMPLETE"]]
+    complete = records[1]
+    assert complete["chunks_done"] == complete["chunks_total"] == 3
+    assert complete["timings"]["total_s"] > 0
+
+    table = vtp("status", home=pair_run.home, cwd=place)
+    assert table.returncode == 0, table.stderr
+    first, second = by_status["FAILED"], by_status["COMPLETE"]
+    assert first in table.stdout and second in table.stdout
+    assert table.stdout.index(first) < table.stdout.index(second)
+
+
+def test_an_invalid_setting_is_refused_before_any_job(inputs, tmp_path):
+    run = vtp("run", str(inputs["good"]), "--out", "out", "--gop", "2", "--chunk", "3", home=tmp_path / "home", cwd=tmp_path)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    (line,) = run.message_lines
+    assert line.startswith("vtp: INVALID_CONFIG: ")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def encode_failure(inputs, tmp_path_factory) -> Run:
+    """An encoder setting x264 refuses: the first chunk fails while others wait their turn."""
+    place = fresh(tmp_path_factory, "cli_encode_failure")
+    args = ["--preset", "no-such-preset", "--gop", "1", "--chunk", "2", "--segment", "2", "--workers", "1"]
+    return vtp("run", str(inputs["good"]), "--out", "out", *args, home=place / "home", cwd=place)
+
+
+def test_a_failure_during_encoding_prints_no_traceback(encode_failure):
+    assert encode_failure.returncode == 1
+    assert "Traceback" not in encode_failure.stderr
+    assert "CancelledError" not in encode_failure.stderr
+
+
+def test_a_failure_during_encoding_is_one_line_naming_the_code(encode_failure):
+    assert encode_failure.returncode == 1
+    (folder,) = job_folders(encode_failure)
+    assert manifest_of(folder)["error"]["code"] == "ENCODE_FAILED"
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]
+    # (what comes before the error line is the subject of the test above)
+    lines = encode_failure.message_lines
+    errors = [i for i, line in enumerate(lines) if line.startswith("vtp: ")]
+    assert len(errors) == 1
+    message = lines[errors[0]:]
+    assert len(message) == 1, f"the error takes {len(message)} lines:\n" + "\n".join(message)
+    assert "ENCODE_FAILED" in message[0] and "no-such-preset" in message[0]
+
+
+# --- vtp probe -----------------------------------------------------------------------------
+
+
+def test_probe_prints_json(inputs, tmp_path):
+    run = vtp("probe", str(inputs["good"]), home=tmp_path / "home", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    described = json.loads(run.stdout)
+    assert described["video"]["frames"] == 180
+    assert described["video"]["keyframes"] == 5
+    assert described["video"]["codec"] == "h264"
+    assert described["audio"]["codec"] == "aac"
+    assert described["duration_s"] == pytest.approx(6.0)
+
+
+def test_probe_of_a_bad_file_is_one_line(inputs, tmp_path):
+    run = vtp("probe", str(inputs["bad"]), home=tmp_path / "home", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stdout == ""
+    (line,) = run.message_lines
+    assert line.startswith("vtp: UNSUPPORTED_INPUT: ")
+    assert "Traceback" not in run.stderr
