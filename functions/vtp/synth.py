@@ -220,7 +220,7 @@ def _video(spec: ClipSpec):
     picture = picture.filter("noise", c0s=9, c0f="t+u", c1s=4, c1f="t+u", c2s=4, c2f="t+u")
     if (width, height) != (spec.width, spec.height):
         picture = picture.filter("scale", spec.width, spec.height, flags="bicubic")
-    picture = picture.filter("format", spec.effective_pix_fmt)
+    picture = picture.filter("setsar", 1).filter("format", spec.effective_pix_fmt)
     if spec.vfr:
         picture = picture.filter("settb", "1/90000").filter("setpts", _VFR_PTS)
     return picture

@@ -221,7 +221,7 @@ def stage(clip, tmp_path_factory):
             merged = {}
             for rendition in plan.renditions:
                 merged[rendition.name] = work / "merged" / f"{rendition.name}.mp4"
-                merge.merge_rendition(plan.chunks, encoded[rendition.name], merged[rendition.name])
+                merge.merge_rendition(plan.chunks, encoded[rendition.name], merged[rendition.name], info)
             done[name] = SimpleNamespace(
                 source=source, info=info, plan=plan, config=SMALL_CONFIG, encoded=encoded,
                 audio=audio_file, merged=merged, work=work,

@@ -214,7 +214,7 @@ def test_the_whole_job_through_the_handlers_publishes_a_correct_ladder(aws, clip
     info = probe(clip)
     check_job_outputs(
         local / job_id, source_frames=info.video.frames, source_duration_s=info.duration_s,
-        has_audio=True, fps=info.video.fps,
+        has_audio=True, fps=info.video.fps, last_frame_s=info.video.last_frame_s,
     )
 
     # A failure caught later removes what was published and leaves the FAILED manifest.

@@ -126,6 +126,6 @@ def test_merging_chunks_kept_under_a_path_with_a_quote(staged, packets, tmp_path
         files.append(folder / original.name)
         shutil.copy(original, files[-1])
     dest = tmp_path / "joined" / "out.mp4"
-    stats = merge.merge_rendition(staged.plan.chunks, files, dest)
+    stats = merge.merge_rendition(staged.plan.chunks, files, dest, staged.info)
     assert stats.wall_s > 0
     assert len(packets(dest)) == staged.info.video.frames

@@ -54,6 +54,7 @@ def test_every_kind_of_input_makes_a_correct_ladder(variant, clips, tmp_path):
         source_duration_s=info.duration_s,
         has_audio=info.has_audio,
         fps=info.video.fps,
+        last_frame_s=info.video.last_frame_s,
     )
     assert manifest["chunks"] >= 2
     top = manifest["renditions"][0]
@@ -78,6 +79,7 @@ def test_sample_media_makes_a_correct_four_rung_ladder(tmp_path):
         source_duration_s=info.duration_s,
         has_audio=info.has_audio,
         fps=info.video.fps,
+        last_frame_s=info.video.last_frame_s,
     )
     expected = [r.name for r in PipelineConfig().ladder if r.height <= min(info.video.display_width, info.video.display_height) * 1.05]
     assert [r["name"] for r in manifest["renditions"]] == expected

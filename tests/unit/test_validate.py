@@ -37,7 +37,7 @@ def test_size_limit(fake_source):
     validate(fake_source(size_bytes=5_000_000), limits)
     error = refused(fake_source(size_bytes=5_000_001), limits)
     assert error.code is ErrorCode.INPUT_TOO_LARGE
-    assert "GiB" in error.message and "limit" in error.message
+    assert "5,000,001 bytes" in error.message and "limit of 4.77 MiB (5,000,000 bytes)" in error.message
 
 
 def test_duration_limit(fake_source):

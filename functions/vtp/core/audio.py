@@ -11,13 +11,13 @@ from pathlib import Path
 
 from vtp.core.config import PipelineConfig
 from vtp.core.probe import SourceInfo
-from vtp.core.tools import SOURCE_PROTOCOLS, ProcessStats, ff, run_ffmpeg
+from vtp.core.tools import SOURCE_PROTOCOLS, ProcessStats, ff, run_ffmpeg, source_input_options
 
 
 def audio_args(source: str, info: SourceInfo, config: PipelineConfig, dest: Path, *, protocols: str = SOURCE_PROTOCOLS) -> list[str]:
     assert info.audio is not None
     duration = f"{info.duration_s:.6f}"
-    stream = ff.input(str(source), protocol_whitelist=protocols)[str(info.audio.stream_index)]
+    stream = ff.input(str(source), **source_input_options(protocols))[str(info.audio.stream_index)]
     stream = (
         stream.filter("asetpts", f"PTS-{info.video.start_s:.6f}/TB")
         .filter("aresample", config.audio_sample_rate, **{"async": 1, "first_pts": 0})

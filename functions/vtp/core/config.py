@@ -31,7 +31,7 @@ class Rung:
 
     @property
     def box_width(self) -> int:
-        return (self.height * 16 + 8) // 9  # 1080 -> 1920, 720 -> 1280, 480 -> 853, 360 -> 640
+        return (self.height * 16 + 8) // 9  # 1080 -> 1920, 720 -> 1280, 480 -> 854, 360 -> 640
 
 
 DEFAULT_LADDER: tuple[Rung, ...] = (
@@ -105,7 +105,7 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
         data = dict(data)
-        data["ladder"] = tuple(Rung(**rung) for rung in data.get("ladder", [])) or DEFAULT_LADDER
+        data["ladder"] = tuple(Rung(**rung) for rung in data["ladder"]) if "ladder" in data else DEFAULT_LADDER
         data["limits"] = Limits(**data.get("limits", {}))
         data["rate_control"] = RateControl(data.get("rate_control", RateControl.CRF))
         return cls(**data)

@@ -130,7 +130,10 @@ def finish(
         with timings.measure("merge_s"), stage_errors(ErrorCode.ENCODE_FAILED, "joining the chunks"):
             _all(pool, [
                 lambda name=name: merge_stage.merge_rendition(
-                    plan.chunks, [workspace.encoded(name, c) for c in plan.chunks], workspace.merged(name)
+                    plan.chunks,
+                    [workspace.encoded(name, c) for c in plan.chunks],
+                    workspace.merged(name),
+                    info,
                 )
                 for name in names
             ])
@@ -225,7 +228,8 @@ def _all(pool: Executor, jobs: list[Callable[[], Any]]) -> list[Any]:
 
 
 def _check_renditions(info: SourceInfo, facts: dict[str, package_stage.MediaFacts]) -> None:
-    frame_s = 1.0 / max(info.video.fps, 1.0)
+    # Within one frame: the last frame's display time is what a join can lose.
+    frame_s = max(1.0 / max(info.video.fps, 1.0), info.video.last_frame_s)
     for name, fact in facts.items():
         if fact.frames != info.video.frames:
             raise PipelineError(

@@ -80,9 +80,12 @@ def plan_job(source: SourceInfo, config: PipelineConfig) -> JobPlan:
 def plan_ladder(source: SourceInfo, ladder: tuple[Rung, ...]) -> tuple[Rendition, ...]:
     """The rungs that fit the source, never upscaled; portrait sources get portrait rungs."""
     width, height = source.video.display_width, source.video.display_height
-    short_side = min(width, height)
-    # A rung a few lines taller than the source still counts: a 1916x1076 crop is "1080p".
-    fitting = [rung for rung in ladder if rung.height <= short_side * 1.05]
+    short_side, long_side = min(width, height), max(width, height)
+    # A rung the source fills in either direction counts, with a little slack: a 1916x1076
+    # crop is "1080p", and so is a 1920x800 widescreen film.
+    fitting = [
+        rung for rung in ladder if rung.height <= short_side * 1.05 or rung.box_width <= long_side * 1.05
+    ]
     if not fitting:
         smallest = min(ladder, key=lambda rung: rung.height)
         fitting = [smallest]
@@ -103,7 +106,8 @@ def _fit(width: int, height: int, rung: Rung) -> tuple[int, int]:
     if height > width:
         box_width, box_height = box_height, box_width
     scale = min(box_width / width, box_height / height, 1.0)
-    return _even(width * scale), _even(height * scale)
+    # Never a pixel past the source, even through rounding to even.
+    return min(_even(width * scale), max(2, width - width % 2)), min(_even(height * scale), max(2, height - height % 2))
 
 
 def _sample_aspect(display_width: int, display_height: int, width: int, height: int) -> str:

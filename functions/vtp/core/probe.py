@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vtp.core.errors import ErrorCode, PipelineError
-from vtp.core.tools import SOURCE_PROTOCOLS, FfmpegFailed, ffprobe_json, run_ffprobe
+from vtp.core.tools import SOURCE_FORMATS, SOURCE_PROTOCOLS, FfmpegFailed, ffprobe_json, run_ffprobe
 
 # Formats that are lists of other files: reading them would follow references.
 _REFERENCE_FORMATS = {"hls", "applehttp", "concat", "dash", "ffconcat", "tee", "image2", "image2pipe"}
@@ -38,6 +38,7 @@ class VideoInfo:
     frames: int
     duration_s: float
     keyframe_times: tuple[float, ...]  # absolute source times, ascending
+    last_frame_s: float = 0.0  # how long the last frame is shown
 
     @property
     def fps(self) -> float:
@@ -117,7 +118,7 @@ def probe(source: str | Path, *, protocols: str = SOURCE_PROTOCOLS) -> SourceInf
     """Describe `source`, or raise PipelineError with the reason it cannot be used."""
     source = str(source)
     size_bytes = _size_of(source)
-    common = ["-protocol_whitelist", protocols]
+    common = ["-protocol_whitelist", protocols, "-format_whitelist", SOURCE_FORMATS]
     try:
         described = ffprobe_json([*common, "-show_format", "-show_streams", source])
     except FfmpegFailed as failure:
@@ -170,6 +171,8 @@ def _unreadable(source: str, failure: FfmpegFailed) -> PipelineError:
         head = b""
     looks_like_media = any(magic in head for magic in _CONTAINER_MAGIC) or head[:1] == b"\x47"
     detail = failure.stderr.strip().splitlines()[-1] if failure.stderr.strip() else "unreadable"
+    if "not on whitelist" in failure.stderr:
+        return PipelineError(ErrorCode.UNSUPPORTED_INPUT, "this kind of file (a playlist, list or image) is not a video")
     if looks_like_media:
         return PipelineError(ErrorCode.CORRUPT_INPUT, f"the file looks like a video container but cannot be read ({detail})")
     return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"not a media file ffmpeg can read ({detail})")
@@ -182,6 +185,7 @@ def _video_info(source: str, common: list[str], stream: dict[str, Any]) -> Video
         listing = run_ffprobe(
             [
                 *common,
+                "-fflags", "+genpts",
                 "-v", "error",
                 "-select_streams", str(index),
                 "-show_entries", "packet=pts,dts,duration,flags",
@@ -266,6 +270,7 @@ def _video_info(source: str, common: list[str], stream: dict[str, Any]) -> Video
         frames=frames,
         duration_s=duration,
         keyframe_times=tuple(float(k * time_base) for k in sorted(set(keyframes))),
+        last_frame_s=float((last_duration or typical_delta) * time_base),
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from vtp.core.plan import Chunk
 from vtp.core.probe import SourceInfo
 from vtp.core.errors import ErrorCode, PipelineError
-from vtp.core.tools import SOURCE_PROTOCOLS, ProcessStats, ff, ffprobe_json, run_ffmpeg
+from vtp.core.tools import SOURCE_PROTOCOLS, ProcessStats, ff, ffprobe_json, run_ffmpeg, source_input_options
 
 PIECE_SUFFIX = ".nut"
 
@@ -25,7 +25,8 @@ _SEEK_BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
 def piece_args(
     source: str, chunk: Chunk, info: SourceInfo, dest: Path, *, seek_s: float | None, protocols: str = SOURCE_PROTOCOLS
 ) -> list[str]:
-    input_options: dict[str, object] = {"protocol_whitelist": protocols}
+    # Absolute seek (not from the container's start time) and timestamps for every packet.
+    input_options: dict[str, object] = {**source_input_options(protocols), "fflags": "+genpts", "seek_timestamp": 1}
     if seek_s is not None:
         input_options["ss"] = f"{seek_s:.6f}"
     if chunk.piece_end_s is not None:

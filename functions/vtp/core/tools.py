@@ -28,6 +28,17 @@ FFMPEG_DIR_ENV = "VTP_FFMPEG_DIR"
 # Untrusted input must not make ffmpeg follow references (HLS playlists, concat lists)
 # to other local files or to the network.
 SOURCE_PROTOCOLS = "file,pipe"
+# Demuxers of video files; playlist and list formats (hls, dash, concat, image2) are not
+# among them, so ffmpeg refuses such an input before it opens anything it references.
+SOURCE_FORMATS = (
+    "mov,matroska,webm,mpeg,mpegts,mpegvideo,avi,flv,asf,ogg,nut,mxf,gxf,dv,ivf,m4v,h264,hevc,"
+    "rm,yuv4mpegpipe,wtv,vc1,obu,av1,wav,mp3,aac,flac"
+)
+
+
+def source_input_options(protocols: str = SOURCE_PROTOCOLS) -> dict[str, str]:
+    """ffmpeg input options for reading an untrusted source."""
+    return {"protocol_whitelist": protocols, "format_whitelist": SOURCE_FORMATS}
 
 
 def _ffmpeg_python() -> SimpleNamespace:
@@ -98,8 +109,9 @@ class FfmpegFailed(Exception):
         self.tool = tool
         self.returncode = returncode
         self.stderr = stderr
-        last_lines = "\n".join(stderr.strip().splitlines()[-5:])
-        super().__init__(f"{tool} exited with {returncode}: {last_lines}")
+        lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+        summary = "; ".join(lines[-3:])[:500] or "no message"
+        super().__init__(f"{tool} exited with {returncode}: {summary}")
 
 
 def _run(tool: str, binary: str, args: list[str], timeout_s: float | None) -> ProcessResult:

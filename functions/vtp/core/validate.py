@@ -12,7 +12,8 @@ def validate(source: SourceInfo, limits: Limits) -> None:
     if source.size_bytes > limits.max_bytes:
         raise PipelineError(
             ErrorCode.INPUT_TOO_LARGE,
-            f"the file is {source.size_bytes / 1024**3:.2f} GiB, over the limit of {limits.max_bytes / 1024**3:.2f} GiB",
+            f"the file is {_size(source.size_bytes)} ({source.size_bytes:,} bytes), "
+            f"over the limit of {_size(limits.max_bytes)} ({limits.max_bytes:,} bytes)",
         )
     if source.duration_s > limits.max_duration_s:
         raise PipelineError(
@@ -30,3 +31,10 @@ def validate(source: SourceInfo, limits: Limits) -> None:
         raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the picture is only {video.width}x{video.height}")
     if source.duration_s < 0.1 or video.frames < 2:
         raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, "the video is too short to stream (under 0.1 s)")
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= scale:
+            return f"{count / scale:.2f} {unit}"
+    return f"{count} bytes"

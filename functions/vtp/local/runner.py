@@ -187,7 +187,7 @@ def _run_all(pool: ThreadPoolExecutor, jobs: list, on_done) -> list:
     """Run jobs on the pool; the first failure cancels what has not started and is raised."""
     futures = [pool.submit(job) for job in jobs]
     for future in futures:
-        future.add_done_callback(lambda f: on_done(f.result()) if not f.exception() and not f.cancelled() else None)
+        future.add_done_callback(lambda f: on_done(f.result()) if not f.cancelled() and f.exception() is None else None)
     done, pending = wait(futures, return_when=FIRST_EXCEPTION)
     for future in done:
         if future.exception() is not None:
