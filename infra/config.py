@@ -17,6 +17,28 @@ SKIP_DEPENDENCY_BUNDLE = "vtp:skip-dependency-bundle"
 LOG_LEVEL = "vtp:log-level"
 ALARM_EMAIL = "vtp:alarm-email"
 ENCODER_MEMORY_MB = "vtp:encoder-memory-mb"
+# Pipeline settings for the functions, "VTP_LADDER=720p,360p;VTP_PRESET=fast" or a JSON object.
+SETTINGS = "vtp:settings"
+SETTING_NAMES = ("VTP_LADDER", "VTP_GOP_S", "VTP_CHUNK_S", "VTP_SEGMENT_S", "VTP_PRESET", "VTP_RATE_CONTROL")
+
+
+def _settings(value: object) -> dict[str, str]:
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        pairs = {str(k): str(v) for k, v in value.items()}
+    else:
+        text = str(value).strip()
+        if text.startswith("{"):
+            import json
+
+            pairs = {str(k): str(v) for k, v in json.loads(text).items()}
+        else:
+            pairs = dict(item.split("=", 1) for item in text.split(";") if item.strip())
+    unknown = set(pairs) - set(SETTING_NAMES)
+    if unknown:
+        raise ValueError(f"context {SETTINGS}: unknown settings {sorted(unknown)} (known: {', '.join(SETTING_NAMES)})")
+    return pairs
 
 
 def _as_bool(value: object, key: str) -> bool:
@@ -44,6 +66,8 @@ class PipelineConfig:
     log_level: str = "INFO"
     alarm_email: str | None = None
     encoder_memory_mb: int = 10240
+    # VTP_* pipeline settings passed to the functions' environment (ladder, GOP, preset ...).
+    settings: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_node(cls, node: Node) -> "PipelineConfig":
@@ -64,4 +88,5 @@ class PipelineConfig:
             log_level=level,
             alarm_email=(str(get(ALARM_EMAIL)).strip() or None) if get(ALARM_EMAIL) else None,
             encoder_memory_mb=memory,
+            settings=tuple(sorted(_settings(get(SETTINGS)).items())),
         )

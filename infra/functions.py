@@ -119,6 +119,7 @@ class PipelineFunctions(Construct):
         log_level: str = "INFO",
         fault_injection: bool = False,
         encoder_memory_mb: int = 10240,
+        settings: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._storage = storage
@@ -147,6 +148,7 @@ class PipelineFunctions(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "vtp",
             "LOG_LEVEL": log_level,
         }
+        environment.update(settings or {})
         if fault_injection:
             environment[FAULT_INJECTION_ENV] = FAULT_INJECTION_CHUNK
 

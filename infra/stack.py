@@ -76,6 +76,7 @@ class VideoTranscodingStack(Stack):
             log_level=config.log_level,
             fault_injection=config.fault_injection,
             encoder_memory_mb=config.encoder_memory_mb,
+            settings=dict(config.settings),
         )
         fns = self.functions.functions
         self.workflow = TranscodeWorkflow(

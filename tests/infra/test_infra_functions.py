@@ -190,3 +190,15 @@ def test_s3_grants_are_scoped_to_the_buckets_and_prefixes_each_function_uses(syn
     failure = _s3_grants(synth, "Failure")
     assert failure["s3:DeleteObject"] == {f"<{output}.Arn>/*"}
     assert not any(work in r or input_objects in r for rs in failure.values() for r in rs)
+
+
+def test_pipeline_settings_from_context_reach_every_function():
+    from infra.config import _settings
+
+    assert _settings("VTP_LADDER=720p,360p;VTP_PRESET=fast") == {"VTP_LADDER": "720p,360p", "VTP_PRESET": "fast"}
+    assert _settings('{"VTP_GOP_S": 2}') == {"VTP_GOP_S": "2"}
+    assert _settings(None) == {}
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown settings"):
+        _settings("VTP_NOPE=1")
