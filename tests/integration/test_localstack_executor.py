@@ -185,6 +185,7 @@ def fn(lam):
 # LocalStack + executor
 
 
+@pytest.mark.integration
 def test_invoke_returns_payload_and_measures_latency(lam, fn):
     t0 = time.monotonic()
     resp, payload, logs = invoke(lam, fn, {"hello": "world"})
@@ -203,6 +204,7 @@ def test_invoke_returns_payload_and_measures_latency(lam, fn):
     assert min(warm) < 2.0
 
 
+@pytest.mark.integration
 def test_handler_error_has_type_and_stack_trace(lam, fn):
     resp, payload, logs = invoke(lam, fn, {"action": "raise", "why": "nope"})
     assert resp["FunctionError"] == "Unhandled"
@@ -216,6 +218,7 @@ def test_handler_error_has_type_and_stack_trace(lam, fn):
     assert payload["ok"] is True
 
 
+@pytest.mark.integration
 def test_handler_reaches_localstack_with_boto3(localstack, lam, fn):
     s3 = localstack.client("s3")
     bucket = f"exec-{uuid.uuid4().hex[:8]}"
@@ -225,6 +228,7 @@ def test_handler_reaches_localstack_with_boto3(localstack, lam, fn):
     assert s3.get_object(Bucket=bucket, Key="from-lambda.txt")["Body"].read() == b"written by the handler"
 
 
+@pytest.mark.integration
 def test_timeout_is_enforced_and_environment_recovers(localstack, lam):
     name = f"exec-timeout-{uuid.uuid4().hex[:6]}"
     create_function(lam, name, timeout=1)
@@ -252,6 +256,7 @@ def test_timeout_is_enforced_and_environment_recovers(localstack, lam):
         lam.delete_function(FunctionName=name)
 
 
+@pytest.mark.integration
 def test_environment_variables_and_layer_under_opt(localstack, lam):
     layer = lam.publish_layer_version(
         LayerName=f"tools-{uuid.uuid4().hex[:6]}",
@@ -287,6 +292,7 @@ def test_environment_variables_and_layer_under_opt(localstack, lam):
         lam.delete_layer_version(LayerName=layer["LayerArn"], VersionNumber=layer["Version"])
 
 
+@pytest.mark.integration
 def test_logs_reach_cloudwatch(localstack, lam, fn):
     token = uuid.uuid4().hex
     invoke(lam, fn, {"action": "log", "token": token})
@@ -307,6 +313,7 @@ def test_logs_reach_cloudwatch(localstack, lam, fn):
     assert any(m.startswith("REPORT RequestId:") for m in messages)
 
 
+@pytest.mark.integration
 def test_async_invoke_runs(localstack, lam, fn):
     token = uuid.uuid4().hex
     resp = lam.invoke(FunctionName=fn, InvocationType="Event", Payload=json.dumps({"action": "log", "token": token}))
@@ -321,6 +328,7 @@ def test_async_invoke_runs(localstack, lam, fn):
     pytest.fail("the async invocation left no log")
 
 
+@pytest.mark.integration
 def test_no_process_left_after_delete_function(localstack, lam):
     if localstack.external:
         pytest.skip("process checks need the LocalStack this suite started")
@@ -359,6 +367,7 @@ def _group_pids(pgid: int) -> set[int]:
     return out
 
 
+@pytest.mark.integration
 def test_only_loopback_is_bound(localstack, lam, fn):
     if localstack.external:
         pytest.skip("checks the LocalStack this suite started")
@@ -372,6 +381,7 @@ def test_only_loopback_is_bound(localstack, lam, fn):
     assert bad == [], bad
 
 
+@pytest.mark.integration
 def test_stop_leaves_no_process(localstack_service_module, tmp_path):
     """A second LocalStack: start, run a function, stop -> nothing of it remains."""
     if localstack_service_module.external_endpoint():
@@ -392,3 +402,30 @@ def test_stop_leaves_no_process(localstack_service_module, tmp_path):
         svc.stop(timeout=3, keep_logs=True)
     assert wait_gone(sorted(pids), 5) == []
     assert svc.log_path.exists()
+
+
+@pytest.mark.integration
+def test_import_error_is_reported_like_lambda(lam):
+    name = f"exec-imp-{uuid.uuid4().hex[:6]}"
+    create_function(lam, name, handler_src="import not_a_module_anywhere\n")
+    try:
+        resp, payload, logs = invoke(lam, name, {})
+        assert resp["FunctionError"] == "Unhandled"
+        assert payload["errorType"] == "Runtime.ImportModuleError"
+        assert "not_a_module_anywhere" in payload["errorMessage"]
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
+@pytest.mark.integration
+def test_dynamodb_works_without_java(localstack):
+    """DynamoDB is served by moto (PROVIDER_OVERRIDE_DYNAMODB=vtp_moto): no JDK download."""
+    ddb = localstack.client("dynamodb")
+    table = f"exec-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    ddb.put_item(TableName=table, Item={"pk": {"S": "a"}}, ConditionExpression="attribute_not_exists(pk)")
+    with pytest.raises(ddb.exceptions.ConditionalCheckFailedException):
+        ddb.put_item(TableName=table, Item={"pk": {"S": "a"}}, ConditionExpression="attribute_not_exists(pk)")
+    ddb.delete_table(TableName=table)

@@ -144,6 +144,7 @@ class Worker:
         self.log_cond = threading.Condition()
         self.log_eof = False
         self.ready = False
+        self.spawned = time.monotonic()
         threading.Thread(target=self._read_logs, daemon=True).start()
 
     def _read_logs(self) -> None:
@@ -337,6 +338,7 @@ class Init:
         error: dict | None = None
         status = ""
         oom = []
+        init_ms = None
 
         def poll() -> None:
             if self.enforce_memory and tree_rss_bytes(w.proc.pid) > self.memory_mb * 1024 * 1024:
@@ -357,7 +359,9 @@ class Init:
                     self.worker = None
                 else:
                     w.ready = True
-                deadline = time.monotonic() + self.timeout
+                init_ms = (time.monotonic() - w.spawned) * 1000
+                started = time.monotonic()
+                deadline = started + self.timeout
             if error is None:
                 w.send({
                     "id": rid,
@@ -408,6 +412,8 @@ class Init:
         report = (f"REPORT RequestId: {rid}\tDuration: {duration_ms:.2f} ms\t"
                   f"Billed Duration: {billed} ms\tMemory Size: {self.memory_mb} MB\t"
                   f"Max Memory Used: {max_mem} MB\t")
+        if init_ms is not None:
+            report += f"Init Duration: {init_ms:.2f} ms\t"
         if status == "timeout":
             report += "Status: timeout"
         text = (pre_logs + f"START RequestId: {rid} Version: {self.version}\n" + logs
