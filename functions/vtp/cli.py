@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: this machine (default); localstack: the deployed stack on LocalStack",
     )
     run.add_argument("--keep-work", action="store_true", help="keep the intermediate chunks")
+    run.add_argument("--stack", default=None, help="with --target localstack: the stack (default: cdk.json's)")
     add_encoding_options(run)
 
     status = commands.add_parser("status", help="list jobs, newest first")
@@ -87,7 +88,7 @@ def command_run(args: argparse.Namespace) -> int:
     if args.target == "localstack":
         from vtp.localstack_target import run_on_localstack
 
-        return run_on_localstack(args.inputs, args.out, config)
+        return run_on_localstack(args.inputs, args.out, config, stack=args.stack)
     out = Console()
     err = Console(stderr=True)
     store = SqliteJobStore()

@@ -263,3 +263,21 @@ def test_five_uploads_at_once_make_five_complete_jobs(deployed):
     for job_id in job_ids:
         assert f"{job_id}/manifest.json" in deployed.keys(deployed.output_bucket, f"{job_id}/")
         assert f"{job_id}/hls/master.m3u8" in deployed.keys(deployed.output_bucket, f"{job_id}/")
+
+
+def test_vtp_run_target_localstack_runs_the_cloud_flow_and_downloads_the_outputs(deployed, tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "AWS_ENDPOINT_URL": deployed.localstack.endpoint, "VTP_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "vtp"), "run", "--target", "localstack", "--stack", STACK,
+         str(SMALL_SAMPLE), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=JOB_TIMEOUT_S + 60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "COMPLETE (LocalStack)" in result.stdout and "Traceback" not in result.stderr
+    [folder] = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "COMPLETE"
+    assert (folder / "hls" / "master.m3u8").exists() and (folder / "dash" / "manifest.mpd").exists()
