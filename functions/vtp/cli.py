@@ -105,7 +105,7 @@ def command_run(args: argparse.Namespace) -> int:
             wall = manifest["timings"]["total_s"]
             duration = manifest["source"]["duration_s"]
             rungs = ", ".join(r["name"] for r in manifest["renditions"])
-            out.print(f"job {result.job_id} COMPLETE", highlight=False)
+            out.print(f"job {result.job_id} COMPLETE", highlight=False, soft_wrap=True)
             out.print(f"  output: {result.folder}", highlight=False, soft_wrap=True)
             out.print(
                 f"  {len(manifest['renditions'])} renditions ({rungs}), {manifest['chunks']} chunks, "

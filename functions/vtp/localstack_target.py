@@ -114,12 +114,12 @@ def _run_one(source: Path, out: Path, endpoint: str, outputs: dict[str, str], co
     from vtp.aws.pipeline import SourceObject
 
     if not source.is_file():
-        err.print(f"vtp: {source}: {ErrorCode.INPUT_NOT_FOUND}: no such file", markup=False, highlight=False)
+        err.print(f"vtp: {source}: {ErrorCode.INPUT_NOT_FOUND}: no such file", markup=False, highlight=False, soft_wrap=True)
         return False
     s3 = _client(endpoint, "s3")
     dynamodb = _client(endpoint, "dynamodb")
     bucket = outputs["InputBucketName"]
-    key = f"uploads/{int(time.time())}-{source.name}"
+    key = f"uploads/{int(time.time())}/{source.name}"
     started = time.monotonic()
     s3.upload_file(str(source), bucket, key)
     head = s3.head_object(Bucket=bucket, Key=key)
@@ -160,17 +160,17 @@ def _run_one(source: Path, out: Path, endpoint: str, outputs: dict[str, str], co
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest["status"] != "COMPLETE":
         error = manifest.get("error", {})
-        err.print(f"vtp: {source}: {error.get('code')}: {error.get('message')}", markup=False, highlight=False)
-        console.print(f"job {job_id} FAILED ({error.get('code')}); manifest: {folder / 'manifest.json'}", highlight=False)
+        err.print(f"vtp: {source}: {error.get('code')}: {error.get('message')}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"job {job_id} FAILED ({error.get('code')}); manifest: {folder / 'manifest.json'}", highlight=False, soft_wrap=True)
         return False
     wall = time.monotonic() - started
     duration = manifest["source"]["duration_s"]
     rungs = ", ".join(r["name"] for r in manifest["renditions"])
-    console.print(f"job {job_id} COMPLETE (LocalStack)", highlight=False)
+    console.print(f"job {job_id} COMPLETE (LocalStack)", highlight=False, soft_wrap=True)
     console.print(f"  output: {folder}", highlight=False, soft_wrap=True)
     console.print(
         f"  {len(manifest['renditions'])} renditions ({rungs}), {manifest['chunks']} chunks, "
         f"{wall:.1f} s wall for {duration:.1f} s of video ({duration / wall:.2f}x realtime)",
-        highlight=False,
+        highlight=False, soft_wrap=True,
     )
     return True
