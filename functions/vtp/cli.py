@@ -101,23 +101,30 @@ def command_run(args: argparse.Namespace) -> int:
                 progress=progress, keep_work=args.keep_work,
             )
         if result.status is JobStatus.COMPLETE:
-            manifest = result.manifest
-            wall = manifest["timings"]["total_s"]
-            duration = manifest["source"]["duration_s"]
-            rungs = ", ".join(r["name"] for r in manifest["renditions"])
-            out.print(f"job {result.job_id} COMPLETE", highlight=False, soft_wrap=True)
-            out.print(f"  output: {result.folder}", highlight=False, soft_wrap=True)
-            out.print(
-                f"  {len(manifest['renditions'])} renditions ({rungs}), {manifest['chunks']} chunks, "
-                f"{wall:.1f} s wall for {duration:.1f} s of video ({duration / wall:.2f}x realtime)",
-                highlight=False,
-            )
+            report_complete(out, result.job_id, result.folder, result.manifest, result.manifest["timings"]["total_s"])
         else:
             failures += 1
-            error = result.error
-            err.print(f"vtp: {source}: {error.code}: {error.message}", highlight=False, markup=False, soft_wrap=True)
-            out.print(f"job {result.job_id} FAILED ({error.code}); manifest: {result.folder / 'manifest.json'}", highlight=False, soft_wrap=True)
+            report_failed(out, err, source, result.job_id, result.folder, result.error.to_dict())
     return 1 if failures else 0
+
+
+def report_complete(out, job_id: str, folder: Path, manifest: dict, wall_s: float, where: str = "") -> None:
+    """The summary of a finished job: id, folder, renditions, wall time and speed."""
+    duration = manifest["source"]["duration_s"]
+    rungs = ", ".join(r["name"] for r in manifest["renditions"])
+    out.print(f"job {job_id} COMPLETE{where}", highlight=False, soft_wrap=True)
+    out.print(f"  output: {folder}", highlight=False, soft_wrap=True)
+    out.print(
+        f"  {len(manifest['renditions'])} renditions ({rungs}), {manifest['chunks']} chunks, "
+        f"{wall_s:.1f} s wall for {duration:.1f} s of video ({duration / wall_s:.2f}x realtime)",
+        highlight=False, soft_wrap=True,
+    )
+
+
+def report_failed(out, err, source: Path, job_id: str, folder: Path, error: dict) -> None:
+    """One line naming the problem on stderr; where the FAILED manifest is on stdout."""
+    err.print(f"vtp: {source}: {error.get('code')}: {error.get('message')}", highlight=False, markup=False, soft_wrap=True)
+    out.print(f"job {job_id} FAILED ({error.get('code')}); manifest: {folder / 'manifest.json'}", highlight=False, soft_wrap=True)
 
 
 def command_status(args: argparse.Namespace) -> int:

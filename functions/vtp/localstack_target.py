@@ -158,19 +158,10 @@ def _run_one(source: Path, out: Path, endpoint: str, outputs: dict[str, str], co
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(outputs["OutputBucketName"], item["Key"], str(target))
     manifest = json.loads((folder / "manifest.json").read_text())
+    from vtp.cli import report_complete, report_failed
+
     if manifest["status"] != "COMPLETE":
-        error = manifest.get("error", {})
-        err.print(f"vtp: {source}: {error.get('code')}: {error.get('message')}", markup=False, highlight=False, soft_wrap=True)
-        console.print(f"job {job_id} FAILED ({error.get('code')}); manifest: {folder / 'manifest.json'}", highlight=False, soft_wrap=True)
+        report_failed(console, err, source, job_id, folder, manifest.get("error", {}))
         return False
-    wall = time.monotonic() - started
-    duration = manifest["source"]["duration_s"]
-    rungs = ", ".join(r["name"] for r in manifest["renditions"])
-    console.print(f"job {job_id} COMPLETE (LocalStack)", highlight=False, soft_wrap=True)
-    console.print(f"  output: {folder}", highlight=False, soft_wrap=True)
-    console.print(
-        f"  {len(manifest['renditions'])} renditions ({rungs}), {manifest['chunks']} chunks, "
-        f"{wall:.1f} s wall for {duration:.1f} s of video ({duration / wall:.2f}x realtime)",
-        highlight=False, soft_wrap=True,
-    )
+    report_complete(console, job_id, folder, manifest, time.monotonic() - started, where=" (LocalStack)")
     return True
