@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
+from aws_lambda_powertools.utilities.data_classes import S3Event
+
 from vtp.core import job as stages
 from vtp.core.config import PipelineConfig
 from vtp.core.errors import ErrorCode, PipelineError
@@ -65,13 +67,13 @@ class Buckets:
 def sources_in_event(event: dict[str, Any]) -> list[SourceObject]:
     """The objects of an S3 notification; keys arrive URL-encoded ('+' for spaces)."""
     found = []
-    for record in event.get("Records", []):
-        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+    for record in S3Event(event).records:
+        if not record.event_name.startswith("ObjectCreated"):
             continue
-        s3 = record["s3"]
-        obj = s3["object"]
-        version = obj.get("versionId") or str(obj.get("eTag", "")).strip('"') or obj.get("sequencer", "")
-        found.append(SourceObject(s3["bucket"]["name"], unquote_plus(obj["key"]), version, int(obj.get("size", 0))))
+        obj = record.s3.get_object
+        raw = obj.raw_event
+        version = raw.get("versionId") or str(raw.get("eTag", "")).strip('"') or raw.get("sequencer", "")
+        found.append(SourceObject(record.s3.bucket.name, unquote_plus(obj.key), version, int(raw.get("size", 0))))
     return found
 
 
