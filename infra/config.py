@@ -19,7 +19,10 @@ ALARM_EMAIL = "vtp:alarm-email"
 ENCODER_MEMORY_MB = "vtp:encoder-memory-mb"
 # Pipeline settings for the functions, "VTP_LADDER=720p,360p;VTP_PRESET=fast" or a JSON object.
 SETTINGS = "vtp:settings"
-SETTING_NAMES = ("VTP_LADDER", "VTP_GOP_S", "VTP_CHUNK_S", "VTP_SEGMENT_S", "VTP_PRESET", "VTP_RATE_CONTROL")
+SETTING_NAMES = (
+    "VTP_LADDER", "VTP_GOP_S", "VTP_CHUNK_S", "VTP_SEGMENT_S", "VTP_PRESET", "VTP_RATE_CONTROL",
+    "VTP_MAX_BYTES", "VTP_MAX_DURATION_S",
+)
 
 
 def _settings(value: object) -> dict[str, str]:

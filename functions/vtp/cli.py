@@ -9,8 +9,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from vtp.core.config import PipelineConfig, RateControl, ladder_from_names
-from vtp.core.errors import PipelineError
+from vtp.core.config import Limits, PipelineConfig, RateControl, ladder_from_names
+from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobstore import JobStatus
 
 DEBUG_ENV = "VTP_DEBUG"
@@ -58,6 +58,10 @@ def add_encoding_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--chunk", type=float, default=defaults.chunk_s, help="chunk length, s (default %(default)s)")
     group.add_argument("--segment", type=float, default=defaults.segment_s, help="HLS/DASH segment, s (default %(default)s)")
     group.add_argument("--preset", default=defaults.preset, help="x264 preset (default %(default)s)")
+    limits = defaults.limits
+    group.add_argument("--max-size-gib", type=float, default=limits.max_bytes / 1024**3, help="refuse larger inputs (default %(default)g)")
+    group.add_argument("--max-duration", type=float, default=limits.max_duration_s, help="refuse longer inputs, s (default %(default)g)")
+    group.add_argument("--max-resolution", default=f"{limits.max_width}x{limits.max_height}", help="refuse larger pictures (default %(default)s)")
     group.add_argument(
         "--rate-control", choices=[mode.value for mode in RateControl], default=defaults.rate_control.value,
         help="crf: constant quality; capped_crf: quality with the rung bitrate as peak; bitrate: target bitrate",
@@ -74,6 +78,14 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
     }
     if args.ladder:
         changes["ladder"] = ladder_from_names(args.ladder)
+    try:
+        max_width, max_height = (int(part) for part in args.max_resolution.lower().split("x"))
+    except ValueError:
+        raise PipelineError(ErrorCode.INVALID_CONFIG, f"--max-resolution {args.max_resolution!r} is not WIDTHxHEIGHT") from None
+    changes["limits"] = Limits(
+        max_bytes=int(args.max_size_gib * 1024**3), max_duration_s=args.max_duration,
+        max_width=max_width, max_height=max_height,
+    )
     return PipelineConfig(**changes)
 
 

@@ -140,3 +140,22 @@ def test_with_changes_returns_a_new_validated_config():
     assert changed.preset == "slow" and config.preset == "veryfast"
     with pytest.raises(PipelineError):
         config.with_changes(segment_s=3.0)
+
+
+def test_a_deployed_pipeline_reads_its_settings_from_the_environment():
+    from vtp.core.config import config_from_environment
+
+    config = config_from_environment({
+        "VTP_LADDER": "720p,360p", "VTP_GOP_S": "2", "VTP_CHUNK_S": "8", "VTP_SEGMENT_S": "4",
+        "VTP_PRESET": "fast", "VTP_RATE_CONTROL": "capped_crf", "VTP_MAX_BYTES": "1048576",
+        "VTP_MAX_DURATION_S": "60",
+    })
+    assert [r.name for r in config.ladder] == ["720p", "360p"]
+    assert (config.gop_s, config.chunk_s, config.segment_s, config.preset) == (2.0, 8.0, 4.0, "fast")
+    assert config.rate_control == "capped_crf"
+    assert (config.limits.max_bytes, config.limits.max_duration_s) == (1048576, 60.0)
+    assert config_from_environment({}) == PipelineConfig()
+    for bad in ({"VTP_GOP_S": "two"}, {"VTP_RATE_CONTROL": "fastest"}, {"VTP_MAX_BYTES": "lots"}):
+        with pytest.raises(PipelineError) as raised:
+            config_from_environment(bad)
+        assert raised.value.code is ErrorCode.INVALID_CONFIG

@@ -223,3 +223,12 @@ def test_the_whole_job_through_the_handlers_publishes_a_correct_ladder(aws, clip
     assert keys(aws, OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json"]
     item = job_item(job_id)
     assert item["status"] == "FAILED" and item["error_code"] == "ENCODE_FAILED"
+
+
+def test_a_file_over_the_size_limit_is_refused_from_the_event_before_any_download(aws, clip, monkeypatch):
+    monkeypatch.setenv("VTP_MAX_BYTES", "1000")
+    aws.upload_file(str(clip), INPUT, "big.mp4")
+    [job] = run_splitter(s3_event("big.mp4", clip.stat().st_size))["jobs"]
+    assert job["status"] == "FAILED" and job["error"]["code"] == "INPUT_TOO_LARGE"
+    assert "over the limit of 1,000" in job["error"]["message"]
+    assert executions() == [] and keys(aws, WORK) == []

@@ -111,6 +111,7 @@ def start_job(
     started = time.monotonic()
     work = scratch_dir(job_id)
     try:
+        _check_size_before_download(source, config, work)
         local_source = work / "source"
         buckets.input.download(source.key, local_source)
         with timings.measure("probe_s"):
@@ -159,6 +160,22 @@ def start_job(
         return {"job_id": job_id, "status": "FAILED", "error": error.to_dict()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_size_before_download(source: SourceObject, config: PipelineConfig, scratch: Path) -> None:
+    """The event says how big the file is: refuse before fetching what cannot be handled."""
+    if source.size == 0:
+        raise PipelineError(ErrorCode.EMPTY_INPUT, "the file is empty (0 bytes)")
+    if source.size > config.limits.max_bytes:
+        raise PipelineError(
+            ErrorCode.INPUT_TOO_LARGE, f"the file is {source.size:,} bytes, over the limit of {config.limits.max_bytes:,}"
+        )
+    free = shutil.disk_usage(scratch).free
+    if source.size > free - 64 * 1024**2:
+        raise PipelineError(
+            ErrorCode.INPUT_TOO_LARGE,
+            f"the file is {source.size:,} bytes; the splitter has {free:,} bytes of scratch space",
+        )
 
 
 def load_job(buckets: Buckets, job_id: str) -> tuple[dict[str, Any], SourceInfo, JobPlan, PipelineConfig]:

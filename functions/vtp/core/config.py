@@ -118,6 +118,8 @@ ENVIRONMENT_SETTINGS = {
     "VTP_SEGMENT_S": "segment_s",
     "VTP_PRESET": "preset",
     "VTP_RATE_CONTROL": "rate_control",
+    "VTP_MAX_BYTES": "limits.max_bytes",
+    "VTP_MAX_DURATION_S": "limits.max_duration_s",
 }
 
 
@@ -139,6 +141,15 @@ def config_from_environment(environ: dict[str, str]) -> PipelineConfig:
             changes["rate_control"] = RateControl(environ["VTP_RATE_CONTROL"])
         except ValueError:
             raise PipelineError(ErrorCode.INVALID_CONFIG, f"unknown VTP_RATE_CONTROL {environ['VTP_RATE_CONTROL']!r}") from None
+    limits = {}
+    for name, field_name, kind in (("VTP_MAX_BYTES", "max_bytes", int), ("VTP_MAX_DURATION_S", "max_duration_s", float)):
+        if environ.get(name):
+            try:
+                limits[field_name] = kind(environ[name])
+            except ValueError:
+                raise PipelineError(ErrorCode.INVALID_CONFIG, f"{name}={environ[name]!r} is not a number") from None
+    if limits:
+        changes["limits"] = dataclasses.replace(Limits(), **limits)
     return PipelineConfig(**changes)
 
 
