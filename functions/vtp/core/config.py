@@ -73,7 +73,8 @@ class PipelineConfig:
     audio_bitrate_kbps: int = 128
     audio_channels: int = 2
     audio_sample_rate: int = 48000
-    # x264 threads per encoder in a chunk process; 0 = let x264 choose.
+    # x264 threads per encoder in a chunk process; 0 = let x264 choose (a Lambda encodes one
+    # chunk on all its vCPUs); the local runner sets 1 when every core has a chunk process.
     encoder_threads: int = 0
     thumbnail_interval_s: float = 2.0
     thumbnail_width: int = 160

@@ -7,6 +7,7 @@ The workspace layout is the same on disk and under `jobs/<job_id>/` in the work 
 
 from __future__ import annotations
 
+import shutil
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -137,6 +138,8 @@ def finish(
                 )
                 for name in names
             ])
+        # The joined rungs replace the chunks: free the space (a Lambda's /tmp is finite).
+        shutil.rmtree(workspace.encoded_dir, ignore_errors=True)
         on_step("merged")
         facts = {name: package_stage.measure(workspace.merged(name)) for name in names}
         _check_renditions(info, facts)
