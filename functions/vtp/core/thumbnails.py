@@ -26,18 +26,21 @@ def make_poster(video: Path, duration_s: float, dest: Path, config: PipelineConf
 def make_sprites(
     video: Path, width: int, height: int, duration_s: float, dest_dir: Path, config: PipelineConfig
 ) -> tuple[list[Path], Path, ProcessStats]:
-    """Sprite sheets of SHEET_COLUMNS x SHEET_ROWS tiles, one tile per interval, and the VTT track."""
+    """Sprite sheets of up to SHEET_COLUMNS x SHEET_ROWS tiles, one tile per interval, and the VTT track."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     interval = config.thumbnail_interval_s
     tile_width = config.thumbnail_width
     tile_height = max(2, 2 * round(tile_width * height / width / 2))
     count = max(1, math.ceil(duration_s / interval - 1e-9))
-    per_sheet = SHEET_COLUMNS * SHEET_ROWS
+    # A short video gets a sheet just big enough for its tiles.
+    columns = min(SHEET_COLUMNS, count)
+    rows = min(SHEET_ROWS, math.ceil(count / columns))
+    per_sheet = columns * rows
     stream = (
         ff.input(str(video))
         .filter("fps", f"1/{interval:g}", start_time=0, round="down")
         .filter("scale", tile_width, tile_height)
-        .filter("tile", f"{SHEET_COLUMNS}x{SHEET_ROWS}")
+        .filter("tile", f"{columns}x{rows}")
     )
     pattern = dest_dir / "sprite_%03d.jpg"
     output = ff.output(stream, str(pattern), start_number=0, **{"q:v": 4, "fps_mode": "passthrough"})
@@ -49,7 +52,7 @@ def make_sprites(
         start = index * interval
         end = min((index + 1) * interval, duration_s)
         sheet, position = divmod(index, per_sheet)
-        row, column = divmod(position, SHEET_COLUMNS)
+        row, column = divmod(position, columns)
         cues.append(f"{_timestamp(start)} --> {_timestamp(end)}")
         cues.append(f"sprite_{sheet:03d}.jpg#xywh={column * tile_width},{row * tile_height},{tile_width},{tile_height}")
         cues.append("")
