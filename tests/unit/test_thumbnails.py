@@ -140,3 +140,5 @@ def test_default_sprites_one_tile_per_interval(staged, top_and_bottom, tmp_path)
     assert len(sheets) == 1 and stats.wall_s > 0
     assert len(cues) == math.ceil(staged.info.duration_s / staged.config.thumbnail_interval_s)
     assert [c[3][:2] for c in cues[:3]] == [(0, 0), (160, 0), (320, 0)]
+    tile_w, tile_h = cues[0][3][2:]
+    assert picture_size(sheets[0]) == (tile_w * len(cues), tile_h), "a short video's sheet holds just its tiles"
