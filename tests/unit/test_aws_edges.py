@@ -123,3 +123,12 @@ def test_workflow_errors_keep_their_reason_code():
     timeout = error_from_workflow({"Error": "States.Timeout", "Cause": "the task timed out"})
     assert timeout.code is ErrorCode.INTERNAL_ERROR and "States.Timeout" in timeout.message
     assert error_from_workflow(None).code is ErrorCode.INTERNAL_ERROR
+
+
+def test_the_job_store_stamps_when_each_stage_began(table):
+    table.create(JobRecord(job_id="c", input="s3://in/c.mp4", stage="split"))
+    table.update("c", stage="encode")
+    table.update("c", stage="done", status=JobStatus.COMPLETE)
+    record = table.get("c")
+    assert set(record.stage_times) == {"split", "encode", "done"}
+    assert record.stage_times["split"] <= record.stage_times["encode"] <= record.stage_times["done"]

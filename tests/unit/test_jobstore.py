@@ -91,3 +91,13 @@ def test_record_round_trip():
     data = record.to_dict()
     assert data["status"] == "COMPLETE" and isinstance(data["status"], str)
     assert JobRecord.from_dict({**data, "unknown": 1}) == record
+
+
+def test_each_stage_is_stamped_with_when_it_began(store):
+    store.create(JobRecord(job_id="s-1", input="/videos/s.mp4"))
+    store.update("s-1", stage="encode", chunks_total=2)
+    store.update("s-1", chunks_done=1)
+    store.update("s-1", stage="done")
+    record = store.get("s-1")
+    assert list(record.stage_times) == ["probe", "encode", "done"]
+    assert record.stage_times["probe"] <= record.stage_times["encode"] <= record.stage_times["done"]

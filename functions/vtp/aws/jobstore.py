@@ -41,6 +41,7 @@ class DynamoJobStore:
     def create(self, record: JobRecord) -> None:
         record.created_at = record.created_at or now_iso()
         record.updated_at = record.created_at
+        record.stage_times = {record.stage: record.created_at, **record.stage_times}
         try:
             self.table.put_item(
                 Item=_to_dynamo(record.to_dict()),
@@ -55,10 +56,15 @@ class DynamoJobStore:
         fields["updated_at"] = now_iso()
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": _to_dynamo(value) for i, value in enumerate(fields.values())}
-        assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        assignments = [f"#f{i} = :v{i}" for i in range(len(fields))]
+        if "stage" in fields:
+            # stage_times is created with the record, so one stage's stamp can be set in place.
+            names["#times"], names["#stage"] = "stage_times", str(fields["stage"])
+            values[":stamp"] = fields["updated_at"]
+            assignments.append("#times.#stage = :stamp")
         self.table.update_item(
             Key={"job_id": job_id},
-            UpdateExpression=f"SET {assignments}",
+            UpdateExpression="SET " + ", ".join(assignments),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )

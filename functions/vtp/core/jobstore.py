@@ -31,6 +31,8 @@ class JobRecord:
     error_code: str = ""
     error_message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    # When each stage began (ISO 8601, UTC): {"split": ..., "encode": ..., "done": ...}
+    stage_times: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -53,7 +55,8 @@ class JobStore(Protocol):
     def create(self, record: JobRecord) -> None:
         """Add a new job; raise JobAlreadyExists if its id is taken."""
 
-    def update(self, job_id: str, **fields: Any) -> None: ...
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set fields; a new `stage` is also stamped in `stage_times`."""
 
     def get(self, job_id: str) -> JobRecord | None: ...
 

@@ -16,8 +16,9 @@ HOME_ENV = "VTP_HOME"
 
 _COLUMNS = (
     "job_id", "input", "status", "stage", "created_at", "updated_at", "chunks_total",
-    "chunks_done", "output", "error_code", "error_message", "timings",
+    "chunks_done", "output", "error_code", "error_message", "timings", "stage_times",
 )
+_JSON_COLUMNS = ("timings", "stage_times")
 
 
 def default_store_path() -> Path:
@@ -35,8 +36,11 @@ class SqliteJobStore:
                 "CREATE TABLE IF NOT EXISTS jobs ("
                 "job_id TEXT PRIMARY KEY, input TEXT, status TEXT, stage TEXT, created_at TEXT, "
                 "updated_at TEXT, chunks_total INTEGER, chunks_done INTEGER, output TEXT, "
-                "error_code TEXT, error_message TEXT, timings TEXT)"
+                "error_code TEXT, error_message TEXT, timings TEXT, stage_times TEXT)"
             )
+            present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "stage_times" not in present:  # a store made by an earlier version
+                db.execute("ALTER TABLE jobs ADD COLUMN stage_times TEXT")
             db.execute("CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at)")
 
     def _connect(self) -> sqlite3.Connection:
@@ -47,8 +51,10 @@ class SqliteJobStore:
     def create(self, record: JobRecord) -> None:
         record.created_at = record.created_at or now_iso()
         record.updated_at = record.created_at
+        record.stage_times = {record.stage: record.created_at, **record.stage_times}
         row = record.to_dict()
-        row["timings"] = json.dumps(row["timings"])
+        for column in _JSON_COLUMNS:
+            row[column] = json.dumps(row[column])
         try:
             with closing(self._connect()) as db, db:
                 db.execute(
@@ -60,8 +66,13 @@ class SqliteJobStore:
 
     def update(self, job_id: str, **fields: Any) -> None:
         fields["updated_at"] = now_iso()
-        if "timings" in fields:
-            fields["timings"] = json.dumps(fields["timings"])
+        if "stage" in fields:
+            current = self.get(job_id)
+            stamps = current.stage_times if current else {}
+            fields["stage_times"] = {**stamps, fields["stage"]: fields["updated_at"]}
+        for column in _JSON_COLUMNS:
+            if column in fields:
+                fields[column] = json.dumps(fields[column])
         if "status" in fields:
             fields["status"] = str(fields["status"])
         unknown = set(fields) - set(_COLUMNS)
@@ -86,5 +97,6 @@ class SqliteJobStore:
     @staticmethod
     def _record(row: tuple) -> JobRecord:
         data = dict(zip(_COLUMNS, row))
-        data["timings"] = json.loads(data["timings"] or "{}")
+        for column in _JSON_COLUMNS:
+            data[column] = json.loads(data[column] or "{}")
         return JobRecord.from_dict(data)
