@@ -155,7 +155,10 @@ def command_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return 0
-    table = Table("job", "status", "stage", "chunks", "created", "total s", "error")
+    table = Table()
+    table.add_column("job", no_wrap=True)
+    for name in ("status", "stage", "chunks", "created", "total s", "error"):
+        table.add_column(name)
     for record in records:
         total = record.timings.get("total_s")
         table.add_row(
@@ -200,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vtp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`vtp probe x | head`): nothing to say
+        sys.stderr.close()
+        return 141
     except Exception as error:  # the last line of defence: one line, not a traceback
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
