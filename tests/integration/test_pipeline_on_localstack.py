@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.checks import check_job_outputs
+from tests.support.checks import check_against_source
 from vtp.aws.pipeline import SourceObject
 from vtp.core.probe import probe
 from vtp.synth import ClipSpec, generate_clip
@@ -168,10 +168,7 @@ def test_an_upload_becomes_a_complete_correct_ladder(deployed, sample_job, tmp_p
 
     folder = deployed.download_job(sample_job, tmp_path)
     info = probe(SAMPLE)
-    manifest = check_job_outputs(
-        folder, source_frames=info.video.frames, source_duration_s=info.duration_s,
-        has_audio=True, fps=info.video.fps, last_frame_s=info.video.last_frame_s,
-    )
+    manifest = check_against_source(folder, info)
     assert [r["name"] for r in manifest["renditions"]] == ["480p", "360p"]
     assert manifest["input"] == f"s3://{deployed.input_bucket}/uploads/big buck bunny (sample).mp4"
 

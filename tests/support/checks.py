@@ -148,3 +148,15 @@ def check_job_outputs(
     assert vtt.startswith("WEBVTT") and "#xywh=" in vtt
     assert list(thumbnails.glob("sprite_*.jpg"))
     return manifest
+
+
+def check_against_source(folder: Path, info) -> dict:
+    """check_job_outputs with the expectations taken from the source's probe (a SourceInfo)."""
+    return check_job_outputs(
+        folder,
+        source_frames=info.video.frames,
+        source_duration_s=info.duration_s,
+        has_audio=info.has_audio,
+        fps=info.video.fps,
+        last_frame_s=info.video.last_frame_s,
+    )

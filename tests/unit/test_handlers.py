@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.support.checks import check_job_outputs
+from tests.support.checks import check_against_source
 from vtp.core.probe import probe
 from vtp.synth import ClipSpec, generate_clip
 
@@ -212,10 +212,7 @@ def test_the_whole_job_through_the_handlers_publishes_a_correct_ladder(aws, clip
     head = aws.head_object(Bucket=OUTPUT, Key=f"{job_id}/hls/master.m3u8")
     assert head["ContentType"] == "application/vnd.apple.mpegurl"
     info = probe(clip)
-    check_job_outputs(
-        local / job_id, source_frames=info.video.frames, source_duration_s=info.duration_s,
-        has_audio=True, fps=info.video.fps, last_frame_s=info.video.last_frame_s,
-    )
+    check_against_source(local / job_id, info)
 
     # A failure caught later removes what was published and leaves the FAILED manifest.
     cause = json.dumps({"errorType": "PipelineError", "errorMessage": "ENCODE_FAILED: encoding chunk_00002 failed"})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.checks import check_job_outputs, load_manifest
+from tests.support.checks import check_against_source, load_manifest
 from vtp.core.config import PipelineConfig, ladder_from_names
 from vtp.core.jobstore import JobStatus
 from vtp.core.probe import probe
@@ -48,14 +48,7 @@ def test_every_kind_of_input_makes_a_correct_ladder(variant, clips, tmp_path):
     result = run_job(source, tmp_path / "out", config=SMALL, workers=2, store=store)
 
     assert result.status is JobStatus.COMPLETE, result.error
-    manifest = check_job_outputs(
-        result.folder,
-        source_frames=info.video.frames,
-        source_duration_s=info.duration_s,
-        has_audio=info.has_audio,
-        fps=info.video.fps,
-        last_frame_s=info.video.last_frame_s,
-    )
+    manifest = check_against_source(result.folder, info)
     assert manifest["chunks"] >= 2
     top = manifest["renditions"][0]
     if VARIANTS[variant].rotation in (90, 270):
@@ -73,14 +66,7 @@ def test_sample_media_makes_a_correct_four_rung_ladder(tmp_path):
     info = probe(source)
     result = run_job(source, tmp_path / "out", config=PipelineConfig(preset="ultrafast"), workers=2)
     assert result.status is JobStatus.COMPLETE, result.error
-    manifest = check_job_outputs(
-        result.folder,
-        source_frames=info.video.frames,
-        source_duration_s=info.duration_s,
-        has_audio=info.has_audio,
-        fps=info.video.fps,
-        last_frame_s=info.video.last_frame_s,
-    )
+    manifest = check_against_source(result.folder, info)
     expected = [r.name for r in PipelineConfig().ladder if r.height <= min(info.video.display_width, info.video.display_height) * 1.05]
     assert [r["name"] for r in manifest["renditions"]] == expected
 
