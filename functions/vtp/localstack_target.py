@@ -129,7 +129,7 @@ def _run_one(source: Path, out: Path, endpoint: str, outputs: dict[str, str], co
     status = {}
     with Progress(
         TextColumn(f"[bold]{source.name}[/] {{task.description:<12}}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err,
+        TimeElapsedColumn(), console=err, disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("waiting", total=None)
         deadline = time.monotonic() + JOB_TIMEOUT_S

@@ -39,13 +39,16 @@ class Run:
         return [line for line in self.stderr.splitlines() if line.strip() and not PROGRESS.search(line)]
 
 
-def vtp(*args: str, home: Path, cwd: Path, timeout: float = 120) -> Run:
+def vtp(*args: str, home: Path, cwd: Path, timeout: float = 120, terminal: bool = False) -> Run:
     env = {**os.environ, "VTP_HOME": str(home), "COLUMNS": "200"}
+    if terminal:  # rich then draws the bars as for a person at a terminal
+        env["TTY_COMPATIBLE"] = "1"
     env.pop("VTP_DEBUG", None)
     done = subprocess.run(
         [*vtp_command(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
-    return Run(done.returncode, done.stdout, done.stderr, home, cwd / "out")
+    stderr = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stderr)  # terminal control codes of the bars
+    return Run(done.returncode, done.stdout, stderr, home, cwd / "out")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,7 @@ def fresh(tmp_path_factory, name: str) -> Path:
 @pytest.fixture(scope="module")
 def good_run(inputs, tmp_path_factory) -> Run:
     place = fresh(tmp_path_factory, "cli_good")
-    return vtp("run", str(inputs["good"]), "--out", "out", *FAST, home=place / "home", cwd=place)
+    return vtp("run", str(inputs["good"]), "--out", "out", *FAST, home=place / "home", cwd=place, terminal=True)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +125,7 @@ def test_the_progress_bars_show_every_stage(good_run):
 def test_a_bad_input_exits_non_zero_with_one_line_naming_the_code(bad_run, inputs):
     assert bad_run.returncode != 0
     assert "Traceback" not in bad_run.stderr
+    assert len(bad_run.stderr.strip().splitlines()) == 1, "piped, stderr holds the error alone (no bars)"
     (line,) = bad_run.message_lines
     assert line.startswith("vtp: ") and "UNSUPPORTED_INPUT" in line
     assert str(inputs["bad"]) in line

@@ -18,6 +18,8 @@ class RichProgress:
             TimeElapsedColumn(),
             console=console,
             transient=False,
+            # Bars are for people watching a terminal; piped, stderr keeps only the errors.
+            disable=not console.is_terminal,
         )
         self._tasks: dict[str, int] = {}
 
