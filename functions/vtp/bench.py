@@ -53,7 +53,8 @@ def single_ffmpeg_args(source: Path, info: SourceInfo, config: PipelineConfig, o
     options: dict[str, object] = {}
     for index, rendition in enumerate(renditions):
         for key, value in encoder_options(rendition, info, config).items():
-            options[f"{key}:v:{index}" if ":" not in key else f"{key.split(':')[0]}:v:{index}"] = value
+            # "crf" and "c:v" alike become the per-stream "crf:v:0", "c:v:0"
+            options[f"{key.split(':')[0]}:v:{index}"] = value
     stream_map = [f"v:{i},agroup:audio,name:{r.name}" for i, r in enumerate(renditions)]
     if info.has_audio:
         streams.append(source_input[str(info.audio.stream_index)])
@@ -61,7 +62,7 @@ def single_ffmpeg_args(source: Path, info: SourceInfo, config: PipelineConfig, o
             "c:a": "aac", "b:a": f"{config.audio_bitrate_kbps}k",
             "ac": config.audio_channels, "ar": config.audio_sample_rate,
         })
-        stream_map = [entry for entry in stream_map] + ["a:0,agroup:audio,name:audio"]
+        stream_map.append("a:0,agroup:audio,name:audio")
     else:
         stream_map = [entry.replace(",agroup:audio", "") for entry in stream_map]
     output = ff.output(

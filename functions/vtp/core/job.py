@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Executor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +129,7 @@ def finish(
     names = [r.name for r in plan.renditions]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         with timings.measure("merge_s"), stage_errors(ErrorCode.ENCODE_FAILED, "joining the chunks"):
-            _all(pool, [
+            run_all(pool, [
                 lambda name=name: merge_stage.merge_rendition(
                     plan.chunks,
                     [workspace.encoded(name, c) for c in plan.chunks],
@@ -174,7 +174,7 @@ def finish(
             jobs.append(lambda: thumbnail_stage.make_sprites(
                 workspace.merged(bottom.name), bottom.width, bottom.height, info.duration_s, thumbs_dir, config
             ))
-            _all(pool, jobs)
+            run_all(pool, jobs)
             package_stage.write_master_playlist(
                 hls_dir, plan.renditions, facts, info.video.fps, audio_facts, config.audio_channels
             )
@@ -225,8 +225,18 @@ def finish(
     )
 
 
-def _all(pool: Executor, jobs: list[Callable[[], Any]]) -> list[Any]:
+def run_all(pool: Executor, jobs: list[Callable[[], Any]], on_done: Callable[[Any], None] = lambda result: None) -> list[Any]:
+    """Run jobs on the pool, results in order; the first failure cancels what has not started and is raised."""
     futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.add_done_callback(lambda f: on_done(f.result()) if not f.cancelled() and f.exception() is None else None)
+    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    for future in done:
+        if future.exception() is not None:
+            for other in pending:
+                other.cancel()
+            wait(pending)
+            raise future.exception()
     return [future.result() for future in futures]
 
 

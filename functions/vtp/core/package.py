@@ -40,23 +40,25 @@ class MediaFacts:
 
 
 def measure(path: Path, kind: str = "v") -> MediaFacts:
+    """One ffprobe pass over the file: stream, size and every packet."""
     described = ffprobe_json(
-        ["-select_streams", f"{kind}:0", "-count_packets", "-show_streams", "-show_format", str(path)]
+        [
+            "-select_streams", f"{kind}:0",
+            "-show_entries", "stream=codec_name,profile,level:format=size:packet=pts_time,duration_time,flags",
+            str(path),
+        ]
     )
     stream = described["streams"][0]
-    packets = ffprobe_json(
-        ["-select_streams", f"{kind}:0", "-show_entries", "packet=pts_time,duration_time,flags", str(path)]
-    )["packets"]
     # Packets flagged D (the AAC encoder's priming) are decoded but never played.
     times = [
         (float(p["pts_time"]), float(p.get("duration_time") or 0))
-        for p in packets
+        for p in described["packets"]
         if "pts_time" in p and "D" not in p.get("flags", "")
     ]
     start = min(t for t, _ in times)
     last_time, last_duration = max(times)
     return MediaFacts(
-        frames=len(times) if kind == "a" else int(stream.get("nb_read_packets", len(times))),
+        frames=len(times),
         duration_s=last_time + last_duration - start,
         size_bytes=int(described["format"]["size"]),
         codec=_codec_string(stream),

@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 import traceback
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,7 +102,7 @@ def run_job(
         with ThreadPoolExecutor(max_workers=workers) as pool:
             progress.stage("split", len(plan.chunks))
             with timings.measure("split_s"):
-                _run_all(pool, [
+                stages.run_all(pool, [
                     (lambda c=chunk: stages.cut_piece(source, c, info, workspace)) for chunk in plan.chunks
                 ], on_done=lambda _: progress.advance("split"))
 
@@ -123,7 +123,7 @@ def run_job(
             jobs = [lambda: (stages.encode_audio(source, info, config, workspace), None)[1]]
             jobs += [(lambda c=chunk: stages.encode_chunk(c, info, plan, config, workspace)) for chunk in ordered]
             with timings.measure("encode_s"):
-                encode_stats = _run_all(pool, jobs, on_done=chunk_finished)
+                encode_stats = stages.run_all(pool, jobs, on_done=chunk_finished)
 
         _update(store, job_id, stage="package")
         progress.stage("package", 2)
@@ -185,21 +185,6 @@ def _as_pipeline_error(failure: BaseException) -> PipelineError:
         return PipelineError(ErrorCode.INTERNAL_ERROR, "interrupted")
     detail = "".join(traceback.format_exception_only(type(failure), failure)).strip()
     return PipelineError(ErrorCode.INTERNAL_ERROR, f"unexpected error: {detail}")
-
-
-def _run_all(pool: ThreadPoolExecutor, jobs: list, on_done) -> list:
-    """Run jobs on the pool; the first failure cancels what has not started and is raised."""
-    futures = [pool.submit(job) for job in jobs]
-    for future in futures:
-        future.add_done_callback(lambda f: on_done(f.result()) if not f.cancelled() and f.exception() is None else None)
-    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-    for future in done:
-        if future.exception() is not None:
-            for other in pending:
-                other.cancel()
-            wait(pending)
-            raise future.exception()
-    return [future.result() for future in futures]
 
 
 def _update(store: JobStore | None, job_id: str, **fields: Any) -> None:
