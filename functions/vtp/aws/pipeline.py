@@ -6,6 +6,7 @@ as the local workspace; published outputs go to the output bucket under `<job_id
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -138,7 +139,7 @@ def start_job(
                 "plan": plan.to_dict(),
                 "config": config.to_dict(),
                 "timings": dict(timings),
-                "started_monotonic_wall": time.time() - (time.monotonic() - started),
+                "started_at_epoch_s": time.time() - (time.monotonic() - started),
             },
         )
         chunks_key = f"{prefix}/chunks.json"
@@ -253,7 +254,7 @@ def merge_and_publish(job_id: str, *, buckets: Buckets, store, workers: int = 2)
             workers=workers,
         )
         shutil.rmtree(workspace.root, ignore_errors=True)  # room for the upload's bookkeeping
-        manifest["timings"]["total_s"] = round(time.time() - data.get("started_monotonic_wall", time.time()), 3)
+        manifest["timings"]["total_s"] = round(time.time() - data.get("started_at_epoch_s", time.time()), 3)
         buckets.output.delete_prefix(f"{job_id}/")
         upload_folder(buckets.output, publish_dir, job_id)
         buckets.output.put_json(f"{job_id}/{MANIFEST}", manifest)
@@ -279,8 +280,6 @@ def fail_job(job_id: str, source_uri: str, error: PipelineError, *, buckets: Buc
 
 def error_from_workflow(error: dict[str, Any] | None) -> PipelineError:
     """The workflow's caught error ({"Error", "Cause"}) as a PipelineError with a reason code."""
-    import json
-
     error = error or {}
     kind = error.get("Error", "States.Runtime")
     cause = error.get("Cause", "")
