@@ -54,18 +54,28 @@ KNOWN_RUNGS: dict[str, Rung] = {
 
 @dataclass(frozen=True)
 class Limits:
-    max_bytes: int = 20 * 1024**3
-    max_duration_s: float = 4 * 3600.0
+    """What a source may be. Each is checked from the container's header, before any decoding."""
+
+    max_bytes: int = 50 * 1024**3
+    max_duration_s: float = 12 * 3600.0
     max_width: int = 7680
     max_height: int = 4320
+    max_frame_rate: float = 240.0
+    # A chunk is decoded from the source keyframe before it; where keyframes are sparser
+    # than chunks, chunks start after keyframes instead and grow. A source whose chunks would
+    # hold more frames than this (5 minutes at 30 fps) is refused.
+    max_chunk_frames: int = 9000
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     ladder: tuple[Rung, ...] = DEFAULT_LADDER
     gop_s: float = 2.0
-    chunk_s: float = 10.0
+    chunk_s: float = 12.0  # a whole number of segments: a segment never spans two chunks
     segment_s: float = 4.0
+    # Decoding a chunk starts at the source keyframe before it; a chunk boundary whose
+    # keyframe is further back than this moves back to the segment boundary after that keyframe.
+    max_preroll_s: float = 4.0
     video_codec: str = "libx264"
     preset: str = "veryfast"
     profile: str = "high"
@@ -91,6 +101,8 @@ class PipelineConfig:
             problems.append(f"chunk length {self.chunk_s} s is not a multiple of the GOP {self.gop_s} s")
         elif not _is_multiple(self.segment_s, self.gop_s):
             problems.append(f"segment length {self.segment_s} s is not a multiple of the GOP {self.gop_s} s")
+        elif not _is_multiple(self.chunk_s, self.segment_s):
+            problems.append(f"chunk length {self.chunk_s} s is not a multiple of the segment {self.segment_s} s")
         names = [rung.name for rung in self.ladder]
         if len(set(names)) != len(names):
             problems.append("rung names repeat")
@@ -110,18 +122,6 @@ class PipelineConfig:
         data["limits"] = Limits(**data.get("limits", {}))
         data["rate_control"] = RateControl(data.get("rate_control", RateControl.CRF))
         return cls(**data)
-
-
-ENVIRONMENT_SETTINGS = {
-    "VTP_LADDER": "ladder (rung names, e.g. 1080p,720p)",
-    "VTP_GOP_S": "gop_s",
-    "VTP_CHUNK_S": "chunk_s",
-    "VTP_SEGMENT_S": "segment_s",
-    "VTP_PRESET": "preset",
-    "VTP_RATE_CONTROL": "rate_control",
-    "VTP_MAX_BYTES": "limits.max_bytes",
-    "VTP_MAX_DURATION_S": "limits.max_duration_s",
-}
 
 
 def config_from_environment(environ: dict[str, str]) -> PipelineConfig:

@@ -1,31 +1,179 @@
-"""Encode one chunk: decode its piece once, scale it to every rung in the same process.
+"""Encode one chunk: read its time range of the source, decode it once, and write the
+final CMAF segments of every rung and of the audio, its thumbnail tiles and (if its time
+falls in the chunk) the poster.
 
-Keyframes are forced on a fixed time grid shared by all rungs (closed GOPs, no scene-cut
-keyframes), so renditions switch cleanly and package into aligned segments. The chunk's
-frames keep their offset from the chunk start exactly (`-enc_time_base` = source time base)
-so that the merged rungs have the source's timestamps.
+One ffmpeg process per chunk:
+
+- the video is decoded from the keyframe before the chunk (pre-roll), trimmed to the
+  chunk's frames by their source time, turned upright, and scaled to every rung; each rung
+  is a fragmented MP4 with a fragment per keyframe (keyframes forced on the GOP grid, closed
+  GOPs, no scene cuts) and the source's own timestamps (`-enc_time_base`), with negative
+  composition offsets so that a segment's first frame is presented at its start;
+- the audio of the chunk's range is decoded from 2 s before it and encoded from there, and
+  only the AAC frames of the chunk itself are kept (`noise=drop`): every frame is encoded
+  with the signal before it, so the chunks' frames join with no gap, no overlap and no
+  priming, on a grid of 1024 samples from 0;
+- the frame after the chunk is looked at (never encoded): where it is tells how long the
+  chunk's last frame is shown, across any hole in a VFR source.
+
+Then the fragments are grouped into segments on the segment grid and written under the
+job's output prefix with deterministic names (a retried encoder overwrites its own files).
+Every rung's init segment must be byte-identical in every chunk: its hash is in the result
+and the publisher checks it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from fractions import Fraction
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
+from vtp.core import fmp4
 from vtp.core.config import PipelineConfig, RateControl
+from vtp.core.errors import ErrorCode, PipelineError
+from vtp.core.manifest import StageFigures
 from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition
 from vtp.core.probe import SourceInfo
-from vtp.core.tools import ProcessStats, ff, run_ffmpeg
+from vtp.core.source import Source
+from vtp.core.storage import ObjectStore, content_type_for
+from vtp.core.tools import FfmpegFailed, ff, io_stats, run_ffmpeg
 
-CHUNK_SUFFIX = ".mp4"
+AUDIO_NAME = "audio"
+THUMBNAILS_DIR = "thumbnails"
+POSTER = "poster.jpg"
+AAC_FRAME = 1024
+AUDIO_PREROLL_S = 2.0  # measured: joins as clean as one pass (see README)
+_AUDIO_POSTROLL_FRAMES = 8
+_FRAGMENT_FLAGS = "+frag_keyframe+empty_moov+default_base_moof+frag_discont+negative_cts_offsets"
+
+
+def init_key(track: str) -> str:
+    return f"{track}/init.mp4"
+
+
+def segment_key(track: str, start: int) -> str:
+    # Named by the segment's start in the track's timescale: DASH's $Time$ and HLS alike.
+    return f"{track}/segment_{start}.m4s"
+
+
+def sprite_key(chunk_index: int) -> str:
+    return f"{THUMBNAILS_DIR}/sprite_{chunk_index:05d}.jpg"
 
 
 @dataclass(frozen=True)
-class EncodedChunk:
-    chunk_index: int
-    outputs: dict[str, Path]  # rendition name -> file
-    stats: ProcessStats
+class SegmentFacts:
+    start: int  # presentation time of the first frame, track timescale
+    frames: int
+    bytes: int
+    keyframe_first: bool = True
+
+    def to_list(self) -> list[int]:
+        return [self.start, self.frames, self.bytes, int(self.keyframe_first)]
+
+    @classmethod
+    def from_list(cls, values: list[int]) -> "SegmentFacts":
+        return cls(values[0], values[1], values[2], bool(values[3]))
+
+
+@dataclass(frozen=True)
+class TrackFacts:
+    """One track (a rung or the audio) of one chunk."""
+
+    timescale: int
+    init_sha256: str
+    codec: str
+    segments: tuple[SegmentFacts, ...]
+    end: int  # where the chunk's last frame stops being shown, track timescale
+
+    @property
+    def frames(self) -> int:
+        return sum(s.frames for s in self.segments)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.segments)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timescale": self.timescale, "init_sha256": self.init_sha256, "codec": self.codec,
+            "segments": [s.to_list() for s in self.segments], "end": self.end,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrackFacts":
+        return cls(data["timescale"], data["init_sha256"], data["codec"],
+                   tuple(SegmentFacts.from_list(s) for s in data["segments"]), data["end"])
+
+
+@dataclass(frozen=True)
+class Thumbnails:
+    sprite: str | None  # key of the chunk's sprite (one row of tiles), None if it has no tile
+    times: tuple[float, ...]  # output times of its tiles, left to right
+    tile_width: int
+    tile_height: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sprite": self.sprite, "times": list(self.times), "tile_width": self.tile_width,
+                "tile_height": self.tile_height}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Thumbnails":
+        return cls(data["sprite"], tuple(data["times"]), data["tile_width"], data["tile_height"])
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """An encoder's result: everything the publisher needs, no media."""
+
+    index: int
+    start_s: float
+    end_s: float | None
+    video: dict[str, TrackFacts]
+    audio: TrackFacts | None
+    thumbnails: Thumbnails
+    poster: str | None
+    next_frame: int | None  # first frame after the chunk, video timescale; None: the chunk ends the source
+    frames_decoded: int
+    preroll_s: float
+    figures: StageFigures
+    started_at: float = 0.0  # epoch seconds
+    ended_at: float = 0.0
+    attempt: int = 0
+    worker: str = ""
+
+    @property
+    def first_frame(self) -> int:
+        return next(iter(self.video.values())).segments[0].start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "start_s": self.start_s, "end_s": self.end_s,
+            "video": {name: facts.to_dict() for name, facts in self.video.items()},
+            "audio": self.audio.to_dict() if self.audio else None,
+            "thumbnails": self.thumbnails.to_dict(), "poster": self.poster, "next_frame": self.next_frame,
+            "frames_decoded": self.frames_decoded, "preroll_s": round(self.preroll_s, 3),
+            "figures": self.figures.to_dict(), "started_at": self.started_at, "ended_at": self.ended_at,
+            "attempt": self.attempt, "worker": self.worker,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ChunkResult":
+        return cls(
+            index=data["index"], start_s=data["start_s"], end_s=data["end_s"],
+            video={name: TrackFacts.from_dict(facts) for name, facts in data["video"].items()},
+            audio=TrackFacts.from_dict(data["audio"]) if data.get("audio") else None,
+            thumbnails=Thumbnails.from_dict(data["thumbnails"]), poster=data.get("poster"),
+            next_frame=data.get("next_frame"), frames_decoded=data.get("frames_decoded", 0),
+            preroll_s=data.get("preroll_s", 0.0), figures=StageFigures.from_dict(data.get("figures", {})),
+            started_at=data.get("started_at", 0.0), ended_at=data.get("ended_at", 0.0),
+            attempt=data.get("attempt", 0), worker=data.get("worker", ""),
+        )
 
 
 def encoder_options(rendition: Rendition, info: SourceInfo, config: PipelineConfig) -> dict[str, object]:
@@ -37,9 +185,9 @@ def encoder_options(rendition: Rendition, info: SourceInfo, config: PipelineConf
         "preset": config.preset,
         "profile:v": config.profile,
         "pix_fmt": "yuv420p",
-        "force_key_frames": f"expr:gte(t,n_forced*{config.gop_s:g})",
         "forced-idr": 1,
-        "x264-params": f"keyint={keyint_cap}:min-keyint=1:scenecut=0:open-gop=0",
+        # stitchable: headers that do not depend on the content, so every chunk's init is the same.
+        "x264-params": f"keyint={keyint_cap}:min-keyint=1:scenecut=0:open-gop=0:stitchable=1",
         "fps_mode": "passthrough",
     }
     bitrate = rendition.bitrate_kbps
@@ -76,46 +224,370 @@ def scale_chain(stream, rendition: Rendition):
     )
 
 
+def _clean_output() -> dict[str, object]:
+    """Nothing of the source's metadata (title, comment, chapters) reaches the outputs."""
+    return {"map_metadata": -1, "map_chapters": -1, "fflags": "+bitexact", "avoid_negative_ts": "disabled"}
+
+
+@dataclass(frozen=True)
+class AudioRange:
+    """The chunk's audio on a grid of AAC frames (samples at the output rate, from the video's 0)."""
+
+    first: int  # first sample kept
+    end: int  # first sample of the next chunk
+    decode_from: int  # where encoding starts (pre-roll)
+    decode_to: int  # where encoding stops (post-roll, so the last kept frames are complete)
+
+
+def audio_range(chunk: Chunk, info: SourceInfo, rate: int) -> AudioRange:
+    def on_grid(seconds: float) -> int:
+        return round(seconds * rate / AAC_FRAME) * AAC_FRAME
+
+    first = on_grid(chunk.start_s)
+    end = on_grid(chunk.end_s) if chunk.end_s is not None else math.ceil(info.duration_s * rate / AAC_FRAME) * AAC_FRAME
+    preroll = round(AUDIO_PREROLL_S * rate / AAC_FRAME) * AAC_FRAME
+    return AudioRange(first, end, first - preroll, end + _AUDIO_POSTROLL_FRAMES * AAC_FRAME)
+
+
+def _grid(start: float, end: float, step: float) -> list[float]:
+    times = []
+    number = 0
+    while start + number * step < end - BOUNDARY_EPSILON_S:
+        times.append(start + number * step - BOUNDARY_EPSILON_S if number else start)
+        number += 1
+    return times
+
+
+def tile_times(chunk: Chunk, info: SourceInfo, interval: float) -> tuple[float, ...]:
+    end = chunk.end_s if chunk.end_s is not None else info.duration_s
+    first = math.ceil(chunk.start_s / interval - 1e-9)
+    times = []
+    number = first
+    while number * interval < end - BOUNDARY_EPSILON_S:
+        times.append(round(number * interval, 6))
+        number += 1
+    return tuple(times)
+
+
+def poster_time(info: SourceInfo) -> float:
+    return min(info.duration_s * 0.1, max(info.duration_s - 0.1, 0.0))
+
+
+@dataclass
+class _Outputs:
+    scratch: Path
+    renditions: tuple[Rendition, ...]
+    has_audio: bool
+    tiles: tuple[float, ...]
+    poster: bool
+    look_ahead: bool
+    video: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.video = {r.name: self.scratch / f"video_{r.name}.mp4" for r in self.renditions}
+
+    @property
+    def audio(self) -> Path:
+        return self.scratch / "audio.mp4"
+
+    @property
+    def sprite(self) -> Path:
+        return self.scratch / "sprite.jpg"
+
+    @property
+    def poster_file(self) -> Path:
+        return self.scratch / POSTER
+
+    @property
+    def next_frame(self) -> Path:
+        return self.scratch / "next.crc"
+
+
 def encode_args(
-    piece: Path,
-    chunk: Chunk,
-    renditions: tuple[Rendition, ...],
-    info: SourceInfo,
-    config: PipelineConfig,
-    outputs: dict[str, Path],
+    source: Source, chunk: Chunk, renditions: tuple[Rendition, ...], info: SourceInfo, config: PipelineConfig,
+    outputs: _Outputs,
 ) -> list[str]:
     video = info.video
-    chunk_start = video.start_s + chunk.start_s
-    trim = {"start": f"{chunk_start - BOUNDARY_EPSILON_S:.6f}"}
-    if chunk.end_s is not None:
-        trim["end"] = f"{video.start_s + chunk.end_s - BOUNDARY_EPSILON_S:.6f}"
-    decoder_threads = config.encoder_threads or 0
-    stream = ff.input(str(piece), noautorotate=None, threads=decoder_threads)["v:0"]
-    stream = stream.filter("trim", **trim).filter("setpts", f"PTS-{chunk_start:.6f}/TB")
-    stream = picture_chain(stream, info)
-    branches = stream.filter_multi_output("split", len(renditions)) if len(renditions) > 1 else None
     time_base = Fraction(video.time_base)
+    enc_time_base = f"{time_base.numerator}:{time_base.denominator}"
+    video_input = {**source.input_options(), "noautorotate": None, "threads": config.encoder_threads or 0}
+    if chunk.seek_s is not None:
+        video_input.update({"ss": f"{chunk.seek_s:.6f}", "noaccurate_seek": None})
+    stream = ff.input(source.url, **video_input)[str(video.stream_index)]
+    # From here on, times are on the output timeline: 0 is the source's first decoded frame.
+    stream = stream.filter("setpts", f"PTS-{video.origin_s:.6f}/TB")
+    if chunk.start_s > 0:
+        stream = stream.filter("trim", start=f"{chunk.start_s - BOUNDARY_EPSILON_S:.6f}")
+    look = None
+    if outputs.look_ahead:
+        halves = stream.filter_multi_output("split", 2)
+        main, look = halves[0], halves[1]
+        stream = main.filter("trim", end=f"{chunk.end_s - BOUNDARY_EPSILON_S:.6f}")
+        look = (
+            look.filter("trim", start=f"{chunk.end_s - BOUNDARY_EPSILON_S:.6f}")
+            .filter("trim", end_frame=1)
+            .filter("scale", 16, 16)
+        )
+    stream = picture_chain(stream, info)
+    extra = (1 if outputs.tiles else 0) + (1 if outputs.poster else 0)
+    count = len(renditions) + extra
+    branches = stream.filter_multi_output("split", count) if count > 1 else None
     nodes = []
+    keyframe_times = ",".join(f"{t:.6f}" for t in _grid(chunk.start_s, chunk.end_s or info.duration_s + config.gop_s, config.gop_s))
     for position, rendition in enumerate(renditions):
         branch = branches[position] if branches is not None else stream
         options = encoder_options(rendition, info, config)
-        options["enc_time_base"] = f"{time_base.numerator}:{time_base.denominator}"
-        options["avoid_negative_ts"] = "disabled"
-        nodes.append(ff.output(scale_chain(branch, rendition), str(outputs[rendition.name]), **options))
-    return ff.merge_outputs(*nodes).global_args("-copyts", "-loglevel", "error").get_args()
+        options.update({
+            # The first frame at or after each grid time becomes a keyframe (absolute times:
+            # an expression's `t` counts from the chunk's first frame, which may be late).
+            "force_key_frames": keyframe_times,
+            "enc_time_base": enc_time_base, "f": "mp4", "movflags": _FRAGMENT_FLAGS, "use_editlist": 0,
+            **_clean_output(),
+        })
+        nodes.append(ff.output(scale_chain(branch, rendition), str(outputs.video[rendition.name]), **options))
+    position = len(renditions)
+    if outputs.tiles:
+        tile_height = max(2, 2 * round(config.thumbnail_width * video.display_height / video.display_width / 2))
+        tiles = (
+            branches[position]
+            .filter("fps", fps=f"1/{config.thumbnail_interval_s:g}", start_time=f"{outputs.tiles[0]:.6f}", round="down")
+            .filter("scale", config.thumbnail_width, tile_height)
+            .filter("tile", f"{len(outputs.tiles)}x1")
+        )
+        nodes.append(ff.output(tiles, str(outputs.sprite), frames=1, update=1, **{"q:v": 4, "fps_mode": "passthrough"}))
+        position += 1
+    if outputs.poster:
+        poster = (
+            branches[position]
+            .filter("trim", start=f"{poster_time(info) - BOUNDARY_EPSILON_S:.6f}")
+            .filter("trim", end_frame=1)
+            .filter("scale", f"min({config.poster_width},iw)", -2)
+        )
+        nodes.append(ff.output(poster, str(outputs.poster_file), frames=1, update=1, **{"q:v": 3}))
+    if look is not None:
+        nodes.append(ff.output(look, str(outputs.next_frame), f="framecrc", fps_mode="passthrough",
+                               enc_time_base=enc_time_base))
+    return ff.merge_outputs(*nodes).global_args("-copyts", "-loglevel", "level+verbose").get_args()
+
+
+# How far before the audio it needs a chunk seeks; a container without an index can land
+# late (MPEG-TS seeks by the video's timestamps), so a late start is retried from further back.
+_AUDIO_SEEK_MARGINS_S = (1.0, 4.0, 15.0, None)
+
+
+def audio_args(source: Source, chunk: Chunk, info: SourceInfo, config: PipelineConfig, dest: Path, margin: float | None) -> list[str]:
+    """One process for the chunk's audio (beside the video's): the AAC frames of its range only."""
+    audio = info.audio
+    assert audio is not None
+    rate = config.audio_sample_rate
+    span = audio_range(chunk, info, rate)
+    origin = info.video.origin_s
+    options = source.input_options()
+    seek = origin + span.decode_from / rate - margin if margin is not None else None
+    from_start = seek is None or seek <= origin + max(audio.start_s, 0.0)
+    if not from_start:
+        options["ss"] = f"{seek:.6f}"
+    stream = ff.input(source.url, **options)[str(audio.stream_index)].filter("asetpts", f"PTS-{origin:.6f}/TB")
+    # Hard-compensate gaps in the source's timestamps (silence in, samples out) so every sample
+    # stays at its time; from the start, silence also fills in before the audio's first sample.
+    resample = {"async": 1, "min_hard_comp": 0.001, **({"first_pts": 0} if from_start else {})}
+    stream = stream.filter("aresample", rate, **resample).filter("atrim", start_pts=max(span.decode_from, 0))
+    if span.decode_from < 0:
+        # Before 0 the pre-roll is silence: delay by it, then put the samples back at their times.
+        stream = stream.filter("adelay", delays=f"{-span.decode_from}S", all=1).filter(
+            "asetpts", f"PTS-{-span.decode_from}"
+        )
+    stream = stream.filter("apad").filter("atrim", end_pts=span.decode_to)
+    output = ff.output(
+        stream,
+        str(dest),
+        **{
+            "c:a": "aac", "b:a": f"{config.audio_bitrate_kbps}k", "ac": config.audio_channels, "ar": rate,
+            # Keep only this chunk's AAC frames: the pre-roll and post-roll were context.
+            "bsf:a": f"noise=drop='lt(pts\\,{span.first})+gte(pts\\,{span.end})'",
+            "f": "mp4", "movflags": "+empty_moov+default_base_moof+frag_discont", "use_editlist": 0,
+            "frag_duration": int(config.segment_s * 1_000_000), **_clean_output(),
+        },
+    )
+    return output.global_args("-copyts", "-loglevel", "level+verbose").get_args()
+
+
+def _encode_audio(source: Source, chunk: Chunk, info: SourceInfo, config: PipelineConfig, dest: Path):
+    """Encode the chunk's audio; check it starts on its first sample, else seek further back."""
+    first = audio_range(chunk, info, config.audio_sample_rate).first
+    spent = []
+    for margin in _AUDIO_SEEK_MARGINS_S:
+        with _tool_errors(f"encoding the audio of {chunk.name}"):
+            result = run_ffmpeg(audio_args(source, chunk, info, config, dest, margin))
+        spent.append(result)
+        track = fmp4.read_track(dest)
+        if track.samples and track.samples[0].presentation == first:
+            return track, spent
+    raise PipelineError(ErrorCode.ENCODE_FAILED, f"the audio of {chunk.name} does not start at its time")
+
+
+@contextmanager
+def _tool_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except FfmpegFailed as failure:
+        if failure.crashed:
+            raise failure.as_tool_crash(what) from None
+        raise PipelineError(ErrorCode.ENCODE_FAILED, f"{what} failed: {failure}") from None
 
 
 def encode_chunk(
-    piece: Path,
+    source: Source,
     chunk: Chunk,
     renditions: tuple[Rendition, ...],
     info: SourceInfo,
     config: PipelineConfig,
-    out_dir: Path,
-) -> EncodedChunk:
-    """Write `out_dir/<rendition>/<chunk>.mp4` for every rendition."""
-    outputs = {r.name: out_dir / r.name / f"{chunk.name}{CHUNK_SUFFIX}" for r in renditions}
-    for path in outputs.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    result = run_ffmpeg(encode_args(piece, chunk, renditions, info, config, outputs))
-    return EncodedChunk(chunk.index, outputs, result.stats)
+    *,
+    scratch: Path,
+    output: ObjectStore,
+    prefix: str = "",
+    upload_workers: int = 8,
+) -> ChunkResult:
+    """Encode `chunk` and write its segments under `prefix` in `output`; return its facts."""
+    started_at = time.time()
+    started = time.monotonic()
+    scratch.mkdir(parents=True, exist_ok=True)
+    tiles = tile_times(chunk, info, config.thumbnail_interval_s)
+    end = chunk.end_s if chunk.end_s is not None else info.duration_s
+    outputs = _Outputs(
+        scratch, renditions, info.has_audio, tiles,
+        poster=chunk.start_s - BOUNDARY_EPSILON_S <= poster_time(info) < end - BOUNDARY_EPSILON_S,
+        look_ahead=chunk.end_s is not None,
+    )
+    with ThreadPoolExecutor(max_workers=1) as side:
+        # The audio is a small process of its own beside the video's.
+        audio_job = side.submit(_encode_audio, source, chunk, info, config, outputs.audio) if info.has_audio else None
+        with _tool_errors(f"encoding {chunk.name}"):
+            result = run_ffmpeg(encode_args(source, chunk, renditions, info, config, outputs))
+        audio_track, audio_runs = audio_job.result() if audio_job else (None, [])
+    reads = sum((io_stats(r) for r in audio_runs), io_stats(result))
+
+    uploads: list[tuple[str, bytes]] = []
+    video: dict[str, TrackFacts] = {}
+    tracks = {name: fmp4.read_track(path) for name, path in outputs.video.items()}
+    next_frame = _next_frame(outputs.next_frame, tracks) if outputs.look_ahead else None
+    for name, track in tracks.items():
+        facts, segments = _segments(track, chunk, config.segment_s, end_frame=next_frame)
+        video[name] = facts
+        if chunk.index == 0:
+            uploads.append((init_key(name), track.init))
+        uploads += [(segment_key(name, s.start), data) for s, data in zip(facts.segments, segments)]
+    _check_rungs_agree(chunk, video)
+
+    audio = None
+    if audio_track is not None:
+        audio, segments = _segments(audio_track, chunk, None, end_frame=None)
+        if chunk.index == 0:
+            uploads.append((init_key(AUDIO_NAME), audio_track.init))
+        uploads += [(segment_key(AUDIO_NAME, s.start), data) for s, data in zip(audio.segments, segments)]
+
+    sprite = None
+    tile_height = 0
+    if tiles and outputs.sprite.exists():
+        sprite = sprite_key(chunk.index)
+        uploads.append((sprite, outputs.sprite.read_bytes()))
+        tile_height = max(2, 2 * round(config.thumbnail_width * info.video.display_height / info.video.display_width / 2))
+    poster = None
+    if outputs.poster and outputs.poster_file.exists():
+        poster = f"{THUMBNAILS_DIR}/{POSTER}"
+        uploads.append((poster, outputs.poster_file.read_bytes()))
+
+    with ThreadPoolExecutor(max_workers=upload_workers) as pool:
+        list(pool.map(lambda item: output.put_bytes(prefix + item[0], item[1], content_type_for(Path(item[0]))), uploads))
+    written = sum(len(data) for _, data in uploads)
+    return ChunkResult(
+        index=chunk.index,
+        start_s=chunk.start_s,
+        end_s=chunk.end_s,
+        video=video,
+        audio=audio,
+        thumbnails=Thumbnails(sprite, tiles if sprite else (), config.thumbnail_width, tile_height),
+        poster=poster,
+        next_frame=next_frame,
+        frames_decoded=_frames_decoded(result.stderr),
+        preroll_s=chunk.preroll_s,
+        figures=StageFigures(
+            wall_s=time.monotonic() - started, cpu_s=reads.cpu_s, bytes_read=reads.bytes_read,
+            bytes_written=written, requests=reads.requests + len(uploads), max_rss_mb=result.stats.max_rss_mb,
+        ),
+        started_at=started_at,
+        ended_at=time.time(),
+    )
+
+
+def _segments(
+    track: fmp4.Track, chunk: Chunk, segment_s: float | None, *, end_frame: int | None
+) -> tuple[TrackFacts, list[bytes]]:
+    """Group the track's fragments into segments: on the segment grid for video, one per fragment for audio."""
+    if not track.fragments:
+        raise PipelineError(ErrorCode.ENCODE_FAILED, f"{chunk.name} produced no frames")
+    scale = track.timescale
+    groups: list[list[fmp4.Fragment]] = []
+    current_slot = None
+    for fragment in track.fragments:
+        if segment_s is None:
+            slot = len(groups)
+        else:
+            offset = Fraction(fragment.first_presentation, scale) - Fraction(chunk.start_s).limit_denominator(10**6)
+            slot = math.floor(offset / Fraction(segment_s).limit_denominator(10**6) + Fraction(1, 10**6))
+        if slot != current_slot:
+            groups.append([])
+            current_slot = slot
+        groups[-1].append(fragment)
+    facts = []
+    payloads = []
+    for group in groups:
+        samples = [s for fragment in group for s in fragment.samples]
+        first = min(samples, key=lambda s: s.presentation)
+        payloads.append(b"".join(track.data[f.start : f.end] for f in group))
+        facts.append(SegmentFacts(first.presentation, len(samples), len(payloads[-1]), group[0].samples[0].sync))
+    last_end = max(s.presentation + s.duration for s in track.samples)
+    end = end_frame if end_frame is not None else last_end
+    return (
+        TrackFacts(scale, track.init_sha256, fmp4.codec_string(track.init), tuple(facts), end),
+        payloads,
+    )
+
+
+_FRAMECRC_TB = re.compile(r"^#tb 0: (\d+)/(\d+)", re.M)
+
+
+def _next_frame(crc: Path, tracks: dict[str, fmp4.Track]) -> int | None:
+    """The time of the first frame after the chunk, in the video's timescale (None: none came)."""
+    if not crc.exists():
+        return None
+    text = crc.read_text()
+    match = _FRAMECRC_TB.search(text)
+    rows = [line for line in text.splitlines() if line and not line.startswith("#")]
+    if not match or not rows:
+        return None
+    tb = Fraction(int(match.group(1)), int(match.group(2)))
+    pts = int(rows[0].split(",")[1])
+    scale = next(iter(tracks.values())).timescale
+    return round(pts * tb * scale)
+
+
+def _check_rungs_agree(chunk: Chunk, video: dict[str, TrackFacts]) -> None:
+    reference_name, reference = next(iter(video.items()))
+    for name, facts in video.items():
+        layout = [(s.start, s.frames) for s in facts.segments]
+        if layout != [(s.start, s.frames) for s in reference.segments] or facts.timescale != reference.timescale:
+            raise PipelineError(
+                ErrorCode.OUTPUT_CHECK_FAILED, f"{chunk.name}: {name}'s segments differ from {reference_name}'s"
+            )
+        if not all(s.keyframe_first for s in facts.segments):
+            raise PipelineError(ErrorCode.OUTPUT_CHECK_FAILED, f"{chunk.name}: a {name} segment does not start with a keyframe")
+
+
+_DECODED = re.compile(r"Input stream #0:\d+ \(video\): \d+ packets read \(\d+ bytes\); (\d+) frames decoded")
+
+
+def _frames_decoded(stderr: str) -> int:
+    match = _DECODED.search(stderr)
+    return int(match.group(1)) if match else 0
+

@@ -1,9 +1,14 @@
-"""manifest.json: the job's result, written last so a folder with a manifest is complete."""
+"""manifest.json: the job's result, written last so a folder with a manifest is complete.
+
+The document is typed: `Manifest` and its parts are dataclasses with `to_dict`/`from_dict`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,71 +16,204 @@ from typing import Any
 from vtp.core.errors import PipelineError
 
 MANIFEST = "manifest.json"
-SCHEMA_VERSION = 1
-TIMING_KEYS = ("probe_s", "split_s", "encode_s", "merge_s", "package_s", "total_s")
+SCHEMA_VERSION = 2
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def complete_manifest(
-    job_id: str,
-    source_name: str,
-    source_summary: dict[str, Any],
-    renditions: list[dict[str, Any]],
-    audio: dict[str, Any] | None,
-    chunk_count: int,
-    timings: dict[str, float],
-    outputs: dict[str, Any],
-    settings: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "job_id": job_id,
-        "status": "COMPLETE",
-        "input": source_name,
-        "finished_at": now_iso(),
-        "source": source_summary,
-        "renditions": renditions,
-        "audio": audio,
-        "chunks": chunk_count,
-        "timings": _rounded(timings),
-        "outputs": outputs,
-        "settings": settings,
-    }
+@dataclass(frozen=True)
+class StageFigures:
+    """What a stage cost: the same fields for the split, each chunk, and the merge."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    requests: int = 0
+    max_rss_mb: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3), "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written, "requests": self.requests, "max_rss_mb": round(self.max_rss_mb, 1),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StageFigures":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    def __add__(self, other: "StageFigures") -> "StageFigures":
+        return StageFigures(
+            self.wall_s + other.wall_s, self.cpu_s + other.cpu_s, self.bytes_read + other.bytes_read,
+            self.bytes_written + other.bytes_written, self.requests + other.requests,
+            max(self.max_rss_mb, other.max_rss_mb),
+        )
+
+
+@dataclass(frozen=True)
+class EncodeFigures:
+    """The chunk encoders together: sums, the largest single chunk, and the map's span."""
+
+    chunks: int
+    sum: StageFigures
+    max: StageFigures
+    span_s: float  # first encoder's start to the last one's end
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chunks": self.chunks, "sum": self.sum.to_dict(), "max": self.max.to_dict(), "span_s": round(self.span_s, 3)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EncodeFigures":
+        return cls(data["chunks"], StageFigures.from_dict(data["sum"]), StageFigures.from_dict(data["max"]), data["span_s"])
+
+
+@dataclass(frozen=True)
+class Stages:
+    split: StageFigures
+    encode: EncodeFigures | None
+    merge: StageFigures
+    total_s: float  # the job's wall time, from its claim to its manifest
+
+    @property
+    def critical_path_s(self) -> float:
+        """Split, then the map (audio is encoded inside the chunk encoders), then the merge."""
+        return self.split.wall_s + (self.encode.span_s if self.encode else 0.0) + self.merge.wall_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split.to_dict(),
+            "encode": self.encode.to_dict() if self.encode else None,
+            "audio": {"in_encoders": True},
+            "merge": self.merge.to_dict(),
+            "critical_path_s": round(self.critical_path_s, 3),
+            "total_s": round(self.total_s, 3),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Stages":
+        encode = EncodeFigures.from_dict(data["encode"]) if data.get("encode") else None
+        return cls(StageFigures.from_dict(data["split"]), encode, StageFigures.from_dict(data["merge"]), data["total_s"])
+
+
+@dataclass(frozen=True)
+class RenditionEntry:
+    name: str
+    width: int
+    height: int
+    codec: str
+    codecs: str  # RFC 6381
+    target_bitrate_kbps: int
+    measured_bitrate_kbps: float  # average over the rung
+    peak_bitrate_kbps: float  # the highest segment's
+    frames: int
+    duration_s: float
+    size_bytes: int
+    segments: int
+    hls_playlist: str
+
+
+@dataclass(frozen=True)
+class AudioEntry:
+    codec: str
+    codecs: str
+    bitrate_kbps: int
+    measured_bitrate_kbps: float
+    channels: int
+    sample_rate: int
+    duration_s: float
+    size_bytes: int
+    hls_playlist: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    job_id: str
+    status: str  # COMPLETE or FAILED
+    input: str
+    finished_at: str
+    source: dict[str, Any] | None = None
+    renditions: tuple[RenditionEntry, ...] = ()
+    audio: AudioEntry | None = None
+    chunks: int = 0
+    stages: Stages | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, str] | None = None
+    failed_stage: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "job_id": self.job_id,
+            "status": self.status,
+            "input": self.input,
+            "finished_at": self.finished_at,
+            "source": self.source,
+            "renditions": [dataclasses.asdict(r) for r in self.renditions],
+            "audio": dataclasses.asdict(self.audio) if self.audio else None,
+            "chunks": self.chunks,
+            "stages": self.stages.to_dict() if self.stages else None,
+            "outputs": self.outputs,
+            "settings": self.settings,
+        }
+        if self.status == "FAILED":
+            data["error"] = self.error
+            data["failed_stage"] = self.failed_stage
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        return cls(
+            job_id=data["job_id"],
+            status=data["status"],
+            input=data["input"],
+            finished_at=data["finished_at"],
+            source=data.get("source"),
+            renditions=tuple(RenditionEntry(**r) for r in data.get("renditions", [])),
+            audio=AudioEntry(**data["audio"]) if data.get("audio") else None,
+            chunks=data.get("chunks", 0),
+            stages=Stages.from_dict(data["stages"]) if data.get("stages") else None,
+            outputs=data.get("outputs", {}),
+            settings=data.get("settings", {}),
+            error=data.get("error"),
+            failed_stage=data.get("failed_stage"),
+            schema_version=data.get("schema_version", SCHEMA_VERSION),
+        )
 
 
 def failed_manifest(
     job_id: str,
     source_name: str,
     error: PipelineError,
-    timings: dict[str, float],
+    *,
+    stage: str,
+    stages: Stages | None = None,
     source_summary: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "job_id": job_id,
-        "status": "FAILED",
-        "input": source_name,
-        "finished_at": now_iso(),
-        "error": error.to_dict(),
-        "source": source_summary,
-        "renditions": [],
-        "chunks": 0,
-        "timings": _rounded(timings),
-    }
+) -> Manifest:
+    return Manifest(
+        job_id=job_id,
+        status="FAILED",
+        input=source_name,
+        finished_at=now_iso(),
+        source=source_summary,
+        stages=stages,
+        error=error.to_dict(),
+        failed_stage=stage,
+    )
 
 
-def _rounded(timings: dict[str, float]) -> dict[str, float]:
-    return {key: round(timings.get(key, 0.0), 3) for key in TIMING_KEYS}
+def manifest_json(manifest: Manifest) -> str:
+    return json.dumps(manifest.to_dict(), indent=2) + "\n"
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(folder: Path, manifest: Manifest) -> Path:
     """Write atomically: readers never see a half-written manifest."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / MANIFEST
     partial = folder / f".{MANIFEST}.partial"
-    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    partial.write_text(manifest_json(manifest))
     os.replace(partial, final)
     return final

@@ -1,23 +1,26 @@
 """Plan a job: which renditions to make and where the chunks start and end.
 
-Times in a plan are on the output timeline: 0 is the source's first video frame.
-Chunk boundaries sit on the output keyframe grid (multiples of the GOP), so every
-rung gets the same regular segments. Each chunk also names the stream-copy piece of
-the source it is decoded from: from the source keyframe at or before its start to
-the second source keyframe at or after its end (open GOPs need frames past it).
+Times in a plan are on the output timeline: 0 is the source's first decoded video frame.
+Chunk boundaries sit on the output segment grid, so every chunk is a whole number of
+segments and every rung gets the same segments. Each chunk's encoder seeks into the
+source and decodes from the keyframe before its start (the pre-roll); where the source's
+keyframes are sparser than that allows, the boundary moves back to the segment boundary
+just after the keyframe, so no frame is decoded for long before it is used. A source
+whose keyframes are so sparse that a chunk would hold too many frames is refused with
+that reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
-from vtp.core.config import PipelineConfig, Rung
+from vtp.core.config import Limits, PipelineConfig, Rung
 from vtp.core.errors import ErrorCode, PipelineError
-from vtp.core.probe import SourceInfo
+from vtp.core.probe import KeyframeFinder, SourceInfo
 
 # Frames closer than this to a boundary could fall either side through rounding of the
 # seconds; shifting every boundary by it puts a frame exactly on a boundary in the later chunk.
@@ -42,8 +45,8 @@ class Chunk:
     index: int
     start_s: float  # output timeline
     end_s: float | None  # None: to the end of the source
-    piece_start_s: float | None  # absolute source time of the piece's first keyframe; None: from the start
-    piece_end_s: float | None  # absolute source time to cut the piece before; None: to the end
+    seek_s: float | None  # source time the encoder seeks to; None: read from the start
+    preroll_s: float = 0.0  # seconds decoded before start_s
 
     @property
     def name(self) -> str:
@@ -54,7 +57,7 @@ class Chunk:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Chunk":
-        return cls(**{field.name: data[field.name] for field in dataclasses.fields(cls)})
+        return cls(**{field.name: data[field.name] for field in dataclasses.fields(cls) if field.name in data})
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,10 @@ class JobPlan:
         )
 
 
-def plan_job(source: SourceInfo, config: PipelineConfig) -> JobPlan:
-    return JobPlan(renditions=plan_ladder(source, config.ladder), chunks=plan_chunks(source, config))
+def plan_job(source: SourceInfo, config: PipelineConfig, find_keyframes: KeyframeFinder) -> JobPlan:
+    return JobPlan(
+        renditions=plan_ladder(source, config.ladder), chunks=plan_chunks(source, config, find_keyframes)
+    )
 
 
 def plan_ladder(source: SourceInfo, ladder: tuple[Rung, ...]) -> tuple[Rendition, ...]:
@@ -123,29 +128,61 @@ def _even(value: float) -> int:
     return max(2, 2 * round(value / 2.0))
 
 
-def plan_chunks(source: SourceInfo, config: PipelineConfig) -> tuple[Chunk, ...]:
-    video = source.video
+def plan_chunks(source: SourceInfo, config: PipelineConfig, find_keyframes: KeyframeFinder) -> tuple[Chunk, ...]:
     duration = source.duration_s
+    origin = source.video.origin_s
     boundaries = [k * config.chunk_s for k in range(1, math.ceil(duration / config.chunk_s))]
     boundaries = [b for b in boundaries if b < duration - BOUNDARY_EPSILON_S]
     # A short tail is not worth a process of its own: fold it into the chunk before.
     if boundaries and duration - boundaries[-1] < config.chunk_s / 2:
         boundaries.pop()
-    starts = [0.0, *boundaries]
-    ends: list[float | None] = [*boundaries, None]
 
-    chunks = []
-    for index, (start, end) in enumerate(zip(starts, ends)):
-        piece_start = None
-        if index > 0:
-            piece_start = video.keyframe_at_or_before(video.start_s + start - BOUNDARY_EPSILON_S)
-            if piece_start is None:
-                raise PipelineError(ErrorCode.CORRUPT_INPUT, f"no keyframe before {start:.3f} s")
-            if piece_start <= video.keyframe_times[0]:
-                piece_start = None
-        piece_end = None
-        if end is not None:
-            following = video.keyframes_after(video.start_s + end - BOUNDARY_EPSILON_S)
-            piece_end = following[1] if len(following) > 1 else None
-        chunks.append(Chunk(index, start, end, piece_start, piece_end))
+    found = find_keyframes([origin + b for b in boundaries])
+    kept: dict[float, tuple[float, float]] = {}  # boundary -> (seek, keyframe), source times
+    moved: list[float] = []
+    previous = 0.0
+    for boundary, query in zip(boundaries, found):
+        preroll = origin + boundary - query.keyframe_s
+        if preroll <= config.max_preroll_s + 1e-6:
+            kept[boundary] = (query.seek_s, query.keyframe_s)
+            previous = boundary
+            continue
+        # Sparse keyframes: start the chunk at the first segment boundary after the keyframe.
+        later = math.ceil((query.keyframe_s - origin) / config.segment_s - 1e-9) * config.segment_s
+        if later > previous + BOUNDARY_EPSILON_S and later < boundary:
+            moved.append(later)
+            previous = later
+    for boundary, query in zip(moved, find_keyframes([origin + b for b in moved])):
+        kept[boundary] = (query.seek_s, query.keyframe_s)
+
+    starts = sorted(kept)
+    chunks = [Chunk(0, 0.0, starts[0] if starts else None, None, 0.0)]
+    for index, start in enumerate(starts, start=1):
+        seek, keyframe = kept[start]
+        end = starts[index] if index < len(starts) else None
+        chunks.append(Chunk(index, start, end, seek, max(0.0, origin + start - keyframe)))
+    _check_chunk_sizes(chunks, source, config.limits)
     return tuple(chunks)
+
+
+def _check_chunk_sizes(chunks: list[Chunk], source: SourceInfo, limits: Limits) -> None:
+    """A chunk is one encoder's work: refuse a source whose keyframes make one too big."""
+    rate = _average_rate(source)
+    for chunk in chunks:
+        end = chunk.end_s if chunk.end_s is not None else source.duration_s
+        frames = (end - chunk.start_s + chunk.preroll_s) * rate
+        if frames > limits.max_chunk_frames:
+            raise PipelineError(
+                ErrorCode.UNSUPPORTED_INPUT,
+                f"the source has no keyframe between {chunk.start_s:.1f} s and {end:.1f} s, so one encoder "
+                f"would have {frames:.0f} frames (limit {limits.max_chunk_frames}); re-encode it with a keyframe "
+                f"at least every {limits.max_chunk_frames / max(rate, 1e-9) / 2:.0f} s",
+            )
+
+
+def _average_rate(source: SourceInfo) -> float:
+    """Frames per second over the whole source: the container's count where it has one."""
+    declared = source.video.frames_declared
+    if declared and source.duration_s > 0:
+        return declared / source.duration_s
+    return float(Fraction(source.video.frame_rate))

@@ -1,22 +1,41 @@
-"""Probe a source with ffprobe: streams, timing, every keyframe."""
+"""Probe a source with ffprobe, cheapest first, reading only what each answer needs.
+
+1. The container header (`-show_format -show_streams`): container, codecs, picture
+   size, declared frame rate, duration. Over HTTP this is a few ranged reads.
+2. The first decoded frames (a bounded read at the start): where the output timeline
+   starts (the first frame a decoder really gives, after any leading packets that cannot
+   be decoded or that an edit list hides) and the real frame rate of the opening frames.
+3. Per chunk boundary, the source keyframe a decoder starts from when it seeks there
+   (`keyframes_before`, used by the plan): one seek and one packet each for containers with
+   an index; a bounded window for those without one (MPEG-TS/PS seek by estimate).
+
+No step lists every packet: the cost does not grow with the length of the source.
+"""
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import os
+import json
+import math
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from vtp.core.errors import ErrorCode, PipelineError
-from vtp.core.tools import SOURCE_FORMATS, SOURCE_PROTOCOLS, FfmpegFailed, ffprobe_json, run_ffprobe
+from vtp.core.source import ACCEPTED_CONTAINERS, AUDIO_CODECS, VIDEO_CODECS, Source
+from vtp.core.tools import FfmpegFailed, IoStats, error_summary, io_stats, run_ffmpeg, run_ffprobe
 
 # Formats that are lists of other files: reading them would follow references.
 _REFERENCE_FORMATS = {"hls", "applehttp", "concat", "dash", "ffconcat", "tee", "image2", "image2pipe"}
-
-_CONTAINER_MAGIC = (b"ftyp", b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"RIFF", b"OggS", b"FLV")
+# Containers that seek by estimate rather than by an index: a seek can land after the
+# keyframe asked for, so keyframes are looked for in a window before the boundary.
+_ESTIMATED_SEEK = {"mpegts", "mpeg", "mpegvideo", "dv", "wtv", "asf"}
+_IMAGE_CODECS = {"gif", "png", "apng", "webp", "bmp", "tiff", "jpegls", "jpeg2000"}
+_HEADER_TIMEOUT_S = 60.0
+_FIRST_FRAMES = 48  # packets read to find the first decoded frames and their rate
+_KEYFRAME_WINDOWS_S = (0.0, 1.0, 3.0, 8.0, 20.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -31,14 +50,11 @@ class VideoInfo:
     pix_fmt: str
     field_order: str
     time_base: str  # "1/15360"
-    start_pts: int
-    start_s: float
-    frame_rate: str  # average frame rate, "30000/1001"
+    frame_rate: str  # nominal frame rate, "30000/1001"
     variable_frame_rate: bool
-    frames: int
-    duration_s: float
-    keyframe_times: tuple[float, ...]  # absolute source times, ascending
-    last_frame_s: float = 0.0  # how long the last frame is shown
+    origin_s: float  # source time of the first decoded frame: 0 on the output timeline
+    duration_s: float  # from the origin to the end of the last frame (container's figure)
+    frames_declared: int | None = None  # the container's frame count, where it keeps one
 
     @property
     def fps(self) -> float:
@@ -48,16 +64,6 @@ class VideoInfo:
     def interlaced(self) -> bool:
         return self.field_order in {"tt", "bb", "tb", "bt"}
 
-    def seconds_to_pts(self, seconds: float) -> int:
-        return round(Fraction(seconds).limit_denominator(10**9) / Fraction(self.time_base))
-
-    def keyframe_at_or_before(self, seconds: float) -> float | None:
-        index = bisect.bisect_right(self.keyframe_times, seconds + 1e-6)
-        return self.keyframe_times[index - 1] if index else None
-
-    def keyframes_after(self, seconds: float) -> list[float]:
-        return list(self.keyframe_times[bisect.bisect_right(self.keyframe_times, seconds + 1e-6) :])
-
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -65,17 +71,17 @@ class AudioInfo:
     codec: str
     sample_rate: int
     channels: int
-    start_s: float
-    duration_s: float | None
+    start_s: float  # on the output timeline (0 = the first video frame)
 
 
 @dataclass(frozen=True)
 class SourceInfo:
     format_name: str
     size_bytes: int
-    duration_s: float  # of the video stream: the output timeline
+    duration_s: float  # of the video: the output timeline
     video: VideoInfo
     audio: AudioInfo | None
+    seeks_by_estimate: bool = False
 
     @property
     def has_audio(self) -> bool:
@@ -86,204 +92,334 @@ class SourceInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SourceInfo":
-        video = dict(data["video"])
-        video["keyframe_times"] = tuple(video["keyframe_times"])
-        audio = AudioInfo(**data["audio"]) if data.get("audio") else None
         return cls(
             format_name=data["format_name"],
             size_bytes=data["size_bytes"],
             duration_s=data["duration_s"],
-            video=VideoInfo(**video),
-            audio=audio,
+            video=VideoInfo(**data["video"]),
+            audio=AudioInfo(**data["audio"]) if data.get("audio") else None,
+            seeks_by_estimate=data.get("seeks_by_estimate", False),
         )
 
-    def summary(self) -> dict[str, Any]:
-        """The `source` block of manifest.json."""
-        return {
-            "duration_s": round(self.duration_s, 6),
-            "width": self.video.display_width,
-            "height": self.video.display_height,
-            "frame_rate": self.video.frame_rate,
-            "frames": self.video.frames,
-            "has_audio": self.has_audio,
-            "video_codec": self.video.codec,
-            "container": self.format_name,
-            "rotation": self.video.rotation,
-            "variable_frame_rate": self.video.variable_frame_rate,
-            "size_bytes": self.size_bytes,
-        }
+
+@dataclass(frozen=True)
+class Header:
+    """What the container says (step 1), before anything is decoded."""
+
+    format_name: str
+    duration_s: float | None
+    start_s: float
+    video: dict[str, Any]
+    audio: dict[str, Any] | None
+    io: IoStats
 
 
-def probe(source: str | Path, *, protocols: str = SOURCE_PROTOCOLS) -> SourceInfo:
-    """Describe `source`, or raise PipelineError with the reason it cannot be used."""
-    source = str(source)
-    size_bytes = _size_of(source)
-    common = ["-protocol_whitelist", protocols, "-format_whitelist", SOURCE_FORMATS]
+def read_header(source: Source) -> Header:
     try:
-        described = ffprobe_json([*common, "-show_format", "-show_streams", source])
+        result = run_ffprobe(
+            ["-loglevel", "level+verbose", *source.input_args(), "-of", "json", "-show_format", "-show_streams", source.url],
+            timeout_s=_HEADER_TIMEOUT_S,
+        )
     except FfmpegFailed as failure:
-        raise _unreadable(source, failure) from None
-
+        raise _unreadable(failure) from None
+    described = json.loads(result.stdout or b"{}")
     fmt = described.get("format", {})
     format_name = fmt.get("format_name", "")
-    if set(format_name.split(",")) & _REFERENCE_FORMATS:
+    names = set(format_name.split(","))
+    if names & _REFERENCE_FORMATS:
         raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"{format_name} input (a playlist or image) is not a video file")
+    if not names & ACCEPTED_CONTAINERS:
+        raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the {format_name} container is not accepted")
     streams = described.get("streams", [])
-    video_stream = next(
+    video = next(
         (s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")),
         None,
     )
-    if video_stream is None:
+    if video is None:
         kinds = ", ".join(sorted({s.get("codec_type", "?") for s in streams})) or "no streams"
         raise PipelineError(ErrorCode.NO_VIDEO_STREAM, f"the file has no video stream ({kinds})")
-    if video_stream.get("codec_name") in (None, "none", "unknown"):
-        raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, "the video codec is unknown to ffmpeg")
-
-    video = _video_info(source, common, video_stream)
-    audio_stream = next((s for s in streams if s.get("codec_type") == "audio"), None)
-    audio = _audio_info(audio_stream) if audio_stream else None
-    return SourceInfo(
+    audio = next((s for s in streams if s.get("codec_type") == "audio" and s.get("codec_name") in AUDIO_CODECS), None)
+    return Header(
         format_name=format_name,
-        size_bytes=size_bytes,
-        duration_s=video.duration_s,
+        duration_s=_number(fmt.get("duration")),
+        start_s=_number(fmt.get("start_time")) or 0.0,
         video=video,
         audio=audio,
+        io=io_stats(result),
     )
 
 
-def _size_of(source: str) -> int:
-    try:
-        size = os.stat(source).st_size
-    except FileNotFoundError:
-        raise PipelineError(ErrorCode.INPUT_NOT_FOUND, f"no such file: {source}") from None
-    except OSError as error:
-        raise PipelineError(ErrorCode.INPUT_NOT_FOUND, f"cannot read {source}: {error.strerror}") from None
-    if size == 0:
-        raise PipelineError(ErrorCode.EMPTY_INPUT, "the file is empty (0 bytes)")
-    return size
+def check_codecs(header: Header) -> None:
+    codec = header.video.get("codec_name") or "unknown"
+    if codec in _IMAGE_CODECS:
+        raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the video is {codec} images, not a video codec")
+    if codec not in VIDEO_CODECS:
+        raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the video codec {codec} is not accepted")
 
 
-def _unreadable(source: str, failure: FfmpegFailed) -> PipelineError:
-    try:
-        with open(source, "rb") as handle:
-            head = handle.read(16)
-    except OSError:
-        head = b""
-    looks_like_media = any(magic in head for magic in _CONTAINER_MAGIC) or head[:1] == b"\x47"
-    detail = failure.stderr.strip().splitlines()[-1] if failure.stderr.strip() else "unreadable"
-    if "not on whitelist" in failure.stderr:
-        return PipelineError(ErrorCode.UNSUPPORTED_INPUT, "this kind of file (a playlist, list or image) is not a video")
-    if looks_like_media:
-        return PipelineError(ErrorCode.CORRUPT_INPUT, f"the file looks like a video container but cannot be read ({detail})")
-    return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"not a media file ffmpeg can read ({detail})")
+def declared_size(header: Header) -> tuple[int, int]:
+    return int(header.video.get("width") or 0), int(header.video.get("height") or 0)
 
 
-def _video_info(source: str, common: list[str], stream: dict[str, Any]) -> VideoInfo:
-    index = stream["index"]
-    time_base = Fraction(stream.get("time_base", "1/90000"))
-    try:
-        listing = run_ffprobe(
-            [
-                *common,
-                "-fflags", "+genpts",
-                "-v", "error",
-                "-select_streams", str(index),
-                "-show_entries", "packet=pts,dts,duration,flags",
-                "-of", "csv=p=0",
-                source,
-            ],
-            timeout_s=1800,
-        )
-    except FfmpegFailed as failure:
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"cannot read the video packets ({failure})") from None
-    if "partial file" in listing.stderr or "Invalid data found" in listing.stderr:
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, "the video data is truncated or damaged")
+def declared_rate(header: Header) -> Fraction:
+    """The container's frame rate: the average where it keeps one, else its base rate."""
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        rate = _fraction(header.video.get(key))
+        if rate > 0:
+            return rate
+    return Fraction(0)
 
-    pts_list: list[int] = []
-    keyframes: list[int] = []
-    last_duration = 0
-    for line in listing.stdout.decode().splitlines():
-        fields = line.split(",")
-        if len(fields) < 4:
-            continue
-        pts_text, dts_text, duration_text, flags = fields[:4]
-        stamp = pts_text if pts_text not in ("", "N/A") else dts_text
-        if stamp in ("", "N/A"):
-            continue
-        pts = int(stamp)
-        pts_list.append(pts)
-        if "K" in flags:
-            keyframes.append(pts)
-        if duration_text not in ("", "N/A"):
-            last_duration = int(duration_text)
-    if not pts_list:
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, "the video stream has no frames")
-    if len(pts_list) < 2:
-        raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, "a single picture is not a video")
-    if not keyframes:
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, "the video stream has no keyframe to start decoding from")
 
-    ordered = sorted(pts_list)
-    start_pts = ordered[0]
-    deltas = [b - a for a, b in zip(ordered, ordered[1:]) if b > a]
-    typical_delta = sorted(deltas)[len(deltas) // 2] if deltas else 1
-    end_pts = ordered[-1] + (last_duration or typical_delta)
-    duration = float((end_pts - start_pts) * time_base)
-    if duration <= 0:
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, "the video stream has no duration")
-    frames = len(pts_list)
-    average_rate = Fraction(frames) / ((end_pts - start_pts) * time_base)
-    declared = stream.get("avg_frame_rate") or stream.get("r_frame_rate") or "0/1"
-    frame_rate = _rate_text(declared, average_rate)
-    jitter = max(deltas) - min(deltas) if deltas else 0
-    variable = jitter * time_base > Fraction(1, 1000) and len(set(deltas)) > 2
+@dataclass(frozen=True)
+class OpeningFrames:
+    """The first frames a decoder gives (step 2)."""
 
-    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
-    if width <= 0 or height <= 0:
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, "the video stream has no picture size")
+    origin_s: float
+    times: tuple[float, ...]
+    io: IoStats
+
+    @property
+    def rate(self) -> float | None:
+        if len(self.times) < 3:
+            return None
+        span = self.times[-1] - self.times[0]
+        return (len(self.times) - 1) / span if span > 0 else math.inf
+
+
+def opening_frames(source: Source, header: Header) -> OpeningFrames:
+    index = header.video["index"]
+    io = IoStats()
+    for packets in (_FIRST_FRAMES, 20 * _FIRST_FRAMES):
+        try:
+            result = run_ffprobe(
+                [
+                    "-loglevel", "level+verbose", *source.input_args(),
+                    "-select_streams", str(index),
+                    "-read_intervals", f"%+#{packets}",
+                    "-show_entries", "frame=best_effort_timestamp_time",
+                    "-of", "csv=p=0",
+                    source.url,
+                ],
+                timeout_s=_HEADER_TIMEOUT_S,
+            )
+        except FfmpegFailed as failure:
+            if failure.crashed:
+                raise failure.as_tool_crash("reading the first frames") from None
+            raise PipelineError(ErrorCode.CORRUPT_INPUT, f"the first frames cannot be decoded ({failure})") from None
+        io += io_stats(result)
+        fields = (line.split(",")[0] for line in result.stdout.decode().splitlines())
+        times = sorted(float(t) for t in fields if t not in ("", "N/A"))
+        if times:
+            return OpeningFrames(times[0], tuple(times), io)
+    raise PipelineError(ErrorCode.CORRUPT_INPUT, f"no frame could be decoded from the first {20 * _FIRST_FRAMES} packets")
+
+
+def describe(header: Header, opening: OpeningFrames, size_bytes: int) -> SourceInfo:
+    """The SourceInfo the plan and the encoders work from."""
+    stream = header.video
+    time_base = _fraction(stream.get("time_base")) or Fraction(1, 90000)
+    width, height = declared_size(header)
     rotation = _rotation(stream)
-    sar = Fraction(stream.get("sample_aspect_ratio", "1:1").replace(":", "/")) if ":" in stream.get(
-        "sample_aspect_ratio", ""
-    ) else Fraction(1)
-    if sar <= 0:
-        sar = Fraction(1)
+    sar = _fraction(str(stream.get("sample_aspect_ratio", "1:1")).replace(":", "/")) or Fraction(1)
     display_width = round(width * sar) if sar != 1 else width
     display_height = height
     if rotation in (90, 270):
         display_width, display_height = display_height, display_width
-
-    return VideoInfo(
-        stream_index=index,
-        codec=stream.get("codec_name", "unknown"),
-        width=width,
-        height=height,
-        display_width=display_width,
-        display_height=display_height,
-        rotation=rotation,
-        pix_fmt=stream.get("pix_fmt", "unknown"),
-        field_order=stream.get("field_order", "unknown"),
-        time_base=f"{time_base.numerator}/{time_base.denominator}",
-        start_pts=start_pts,
-        start_s=float(start_pts * time_base),
-        frame_rate=frame_rate,
-        variable_frame_rate=variable,
-        frames=frames,
+    end = _stream_end(header)
+    if end is None:
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, "the container gives no duration for the video")
+    duration = end - opening.origin_s
+    if duration <= 0:
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, "the video stream has no duration")
+    rate = declared_rate(header)
+    if rate <= 0:
+        measured = opening.rate
+        rate = Fraction(measured).limit_denominator(1001) if measured and math.isfinite(measured) else Fraction(25)
+    frames = _int(stream.get("nb_frames"))
+    base_rate = _fraction(stream.get("r_frame_rate"))
+    variable = bool(base_rate and rate and abs(base_rate - rate) / rate > Fraction(1, 100))
+    audio = None
+    if header.audio is not None:
+        audio_start = _number(header.audio.get("start_time"))
+        audio = AudioInfo(
+            stream_index=header.audio["index"],
+            codec=header.audio.get("codec_name", "unknown"),
+            sample_rate=int(header.audio.get("sample_rate") or 0),
+            channels=int(header.audio.get("channels") or 0),
+            start_s=(audio_start if audio_start is not None else opening.origin_s) - opening.origin_s,
+        )
+    names = set(header.format_name.split(","))
+    return SourceInfo(
+        format_name=header.format_name,
+        size_bytes=size_bytes,
         duration_s=duration,
-        keyframe_times=tuple(float(k * time_base) for k in sorted(set(keyframes))),
-        last_frame_s=float((last_duration or typical_delta) * time_base),
+        video=VideoInfo(
+            stream_index=stream["index"],
+            codec=stream.get("codec_name", "unknown"),
+            width=width,
+            height=height,
+            display_width=display_width,
+            display_height=display_height,
+            rotation=rotation,
+            pix_fmt=stream.get("pix_fmt", "unknown"),
+            field_order=stream.get("field_order", "unknown"),
+            time_base=f"{time_base.numerator}/{time_base.denominator}",
+            frame_rate=f"{rate.numerator}/{rate.denominator}",
+            variable_frame_rate=variable,
+            origin_s=opening.origin_s,
+            duration_s=duration,
+            frames_declared=frames,
+        ),
+        audio=audio,
+        seeks_by_estimate=bool(names & _ESTIMATED_SEEK),
     )
 
 
-def _rate_text(declared: str, measured: Fraction) -> str:
+def _stream_end(header: Header) -> float | None:
+    stream = header.video
+    start = _number(stream.get("start_time"))
+    duration = _number(stream.get("duration"))
+    if start is not None and duration is not None and duration > 0:
+        return start + duration
+    if header.duration_s is not None and header.duration_s > 0:
+        return header.start_s + header.duration_s
+    return None
+
+
+@dataclass(frozen=True)
+class KeyframeQuery:
+    """Where decoding starts when a chunk's encoder seeks for `boundary_s` (source times)."""
+
+    boundary_s: float
+    seek_s: float  # the value the encoder passes to -ss
+    keyframe_s: float  # the keyframe decoding starts from (<= boundary_s)
+
+
+KeyframeFinder = Callable[[list[float]], list[KeyframeQuery]]
+
+
+def keyframe_finder(source: Source, info: SourceInfo, *, workers: int = 8) -> tuple[KeyframeFinder, list[IoStats]]:
+    """A function from boundaries (source times) to where decoding would start for each.
+
+    Containers with an index answer with one seek and one packet per boundary, all in
+    one ffprobe. Those that seek by estimate get a window before each boundary, widened
+    until it holds a keyframe; the encoder then seeks to the window's start.
+    """
+    spent: list[IoStats] = []
+
+    def find(boundaries: list[float]) -> list[KeyframeQuery]:
+        if not boundaries:
+            return []
+        if not info.seeks_by_estimate:
+            found = _first_packets(source, info, boundaries, spent)
+            if found is not None:
+                return found
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda b: _windowed(source, info, b, spent), boundaries))
+
+    return find, spent
+
+
+def _first_packets(source: Source, info: SourceInfo, boundaries: list[float], spent: list[IoStats]) -> list[KeyframeQuery] | None:
+    intervals = ",".join(f"{b:.6f}%+#1" for b in boundaries)
+    packets = _packets(source, info, intervals, spent)
+    if len(packets) != len(boundaries):
+        return None
+    found = []
+    for boundary, (pts, key) in zip(boundaries, packets):
+        if not key or pts is None or pts > boundary + 1e-6:
+            return None  # not an index seek after all: look in windows
+        found.append(KeyframeQuery(boundary, boundary, pts))
+    return found
+
+
+def _windowed(source: Source, info: SourceInfo, boundary: float, spent: list[IoStats]) -> KeyframeQuery:
+    """Seek before the boundary and decode until the first frame the decoder gives.
+
+    Without an index, a seek lands by estimate and a packet flagged as a keyframe may be
+    an I-frame a decoder cannot start from, so the answer is what decoding really gives.
+    The encoder seeks with the same value and options, so it starts at the same frame.
+    """
+    for back in _KEYFRAME_WINDOWS_S[1:]:
+        seek = boundary - back
+        if seek <= info.video.origin_s:
+            break
+        first = _first_decoded(source, info, seek, spent)
+        if first is not None and first <= boundary + 1e-6:
+            return KeyframeQuery(boundary, seek, first)
+    return KeyframeQuery(boundary, info.video.origin_s, info.video.origin_s)
+
+
+def _first_decoded(source: Source, info: SourceInfo, seek: float, spent: list[IoStats]) -> float | None:
+    time_base = Fraction(info.video.time_base)
     try:
-        rate = Fraction(declared)
-    except (ValueError, ZeroDivisionError):
-        rate = Fraction(0)
-    # Trust the container's rate when it agrees with the frames actually there.
-    if rate > 0 and abs(rate - measured) / rate < Fraction(1, 100):
-        return f"{rate.numerator}/{rate.denominator}"
-    measured = measured.limit_denominator(1001)
-    return f"{measured.numerator}/{measured.denominator}"
+        result = run_ffmpeg(
+            [
+                "-loglevel", "level+verbose", "-copyts",
+                *source.input_args(), "-ss", f"{seek:.6f}", "-noaccurate_seek", "-i", source.url,
+                "-map", f"0:{info.video.stream_index}", "-frames:v", "1", "-vf", "scale=16:16",
+                "-fps_mode", "passthrough", "-enc_time_base", f"{time_base.numerator}:{time_base.denominator}",
+                "-f", "framecrc", "-",
+            ],
+            timeout_s=_HEADER_TIMEOUT_S,
+        )
+    except FfmpegFailed as failure:
+        if failure.crashed:
+            raise failure.as_tool_crash("finding keyframes") from None
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"seeking in the source fails ({failure})") from None
+    spent.append(io_stats(result))
+    return first_framecrc_time(result.stdout.decode())
+
+
+_FRAMECRC_TB = re.compile(r"^#tb 0: (\d+)/(\d+)", re.M)
+
+
+def first_framecrc_time(text: str) -> float | None:
+    """The time of the first frame in ffmpeg's framecrc output."""
+    match = _FRAMECRC_TB.search(text)
+    rows = [line for line in text.splitlines() if line and not line.startswith("#")]
+    if not match or not rows:
+        return None
+    return int(rows[0].split(",")[1]) * int(match.group(1)) / int(match.group(2))
+
+
+def _packets(source: Source, info: SourceInfo, intervals: str, spent: list[IoStats]) -> list[tuple[float | None, bool]]:
+    try:
+        result = run_ffprobe(
+            [
+                "-loglevel", "level+verbose", *source.input_args(),
+                "-select_streams", str(info.video.stream_index),
+                "-read_intervals", intervals,
+                "-show_entries", "packet=pts_time,flags",
+                "-of", "csv=p=0",
+                source.url,
+            ],
+            timeout_s=_HEADER_TIMEOUT_S * 5,
+        )
+    except FfmpegFailed as failure:
+        if failure.crashed:
+            raise failure.as_tool_crash("finding keyframes") from None
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"seeking in the source fails ({failure})") from None
+    spent.append(io_stats(result))
+    packets = []
+    for line in result.stdout.decode().splitlines():
+        fields = line.split(",")
+        if len(fields) < 2:
+            continue
+        pts = float(fields[0]) if fields[0] not in ("", "N/A") else None
+        packets.append((pts, "K" in fields[1]))
+    return packets
+
+
+def _unreadable(failure: FfmpegFailed) -> PipelineError:
+    if failure.crashed:
+        return failure.as_tool_crash("reading the container header")
+    detail = error_summary(failure.stderr)
+    if "not on whitelist" in failure.stderr:
+        return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"this kind of file is not accepted ({detail})")
+    if "Invalid data found" in failure.stderr or "could not find codec parameters" in failure.stderr.lower():
+        return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"not a media file ffmpeg can read ({detail})")
+    return PipelineError(ErrorCode.CORRUPT_INPUT, f"the file cannot be read ({detail})")
 
 
 def _rotation(stream: dict[str, Any]) -> int:
@@ -299,13 +435,23 @@ def _rotation(stream: dict[str, Any]) -> int:
     return int(round(-degrees / 90.0)) * 90 % 360
 
 
-def _audio_info(stream: dict[str, Any]) -> AudioInfo:
-    duration = stream.get("duration")
-    return AudioInfo(
-        stream_index=stream["index"],
-        codec=stream.get("codec_name", "unknown"),
-        sample_rate=int(stream.get("sample_rate") or 0),
-        channels=int(stream.get("channels") or 0),
-        start_s=float(stream.get("start_time") or 0.0),
-        duration_s=float(duration) if duration not in (None, "N/A") else None,
-    )
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fraction(value: Any) -> Fraction:
+    try:
+        return Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        return Fraction(0)

@@ -15,6 +15,8 @@ class ObjectStore(Protocol):
 
     def put_json(self, key: str, data: Any) -> None: ...
 
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None: ...
+
     def get_json(self, key: str) -> Any: ...
 
     def exists(self, key: str) -> bool: ...
@@ -65,6 +67,11 @@ class FolderStore:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(data))
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
     def get_json(self, key: str) -> Any:
         return json.loads(self._path(key).read_text())

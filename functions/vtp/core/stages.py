@@ -1,0 +1,95 @@
+"""A job's stages, shared by the local runner and the Lambdas.
+
+- `inspect`: size, header, first frames, keyframes at the chunk boundaries -> the plan
+  (the splitter's work: reads a few ranged pieces of the source, never all of it);
+- `encode_chunk`: one chunk's time range of the source -> its final segments, written
+  under the job's output prefix, and its facts (the encoders' work);
+- `publish`: the chunks' facts -> checks, playlists, MPD, thumbnail track, manifest (the
+  merger's work: no media).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_EXCEPTION, Executor, wait
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from vtp.core import encode as encode_stage
+from vtp.core import probe, validate
+from vtp.core.config import PipelineConfig
+from vtp.core.encode import ChunkResult
+from vtp.core.errors import ErrorCode, PipelineError
+from vtp.core.manifest import StageFigures
+from vtp.core.plan import Chunk, JobPlan, plan_job
+from vtp.core.probe import SourceInfo
+from vtp.core.publish import publish
+from vtp.core.source import Source
+from vtp.core.storage import ObjectStore
+from vtp.core.tools import FfmpegFailed, IoStats
+
+__all__ = ["inspect", "encode_chunk", "publish", "run_all", "stage_errors"]
+
+
+@contextmanager
+def stage_errors(code: ErrorCode, what: str) -> Iterator[None]:
+    """Turn an ffmpeg failure into a PipelineError naming the stage (a crash is the tool's)."""
+    try:
+        yield
+    except FfmpegFailed as failure:
+        if failure.crashed:
+            raise failure.as_tool_crash(what) from failure
+        raise PipelineError(code, f"{what} failed: {failure}") from failure
+
+
+def inspect(source: Source, config: PipelineConfig, *, workers: int = 8) -> tuple[SourceInfo, JobPlan, StageFigures]:
+    """Probe and validate, cheapest check first; plan the chunks. Returns what it cost too."""
+    started = time.monotonic()
+    limits = config.limits
+    validate.check_size(source.size_bytes, limits)
+    header = probe.read_header(source)
+    validate.check_header(header, limits)
+    opening = probe.opening_frames(source, header)
+    validate.check_opening(opening, limits)
+    info = probe.describe(header, opening, source.size_bytes)
+    validate.check_info(info, limits)
+    find_keyframes, spent = probe.keyframe_finder(source, info, workers=workers)
+    plan = plan_job(info, config, find_keyframes)
+    io = sum(spent, header.io + opening.io)
+    assert isinstance(io, IoStats)
+    figures = StageFigures(
+        wall_s=time.monotonic() - started, cpu_s=io.cpu_s, bytes_read=io.bytes_read, requests=io.requests
+    )
+    return info, plan, figures
+
+
+def encode_chunk(
+    source: Source,
+    chunk: Chunk,
+    info: SourceInfo,
+    plan: JobPlan,
+    config: PipelineConfig,
+    *,
+    scratch: Path,
+    output: ObjectStore,
+    prefix: str = "",
+) -> ChunkResult:
+    return encode_stage.encode_chunk(
+        source, chunk, plan.renditions, info, config, scratch=scratch, output=output, prefix=prefix
+    )
+
+
+def run_all(pool: Executor, jobs: list[Callable[[], Any]], on_done: Callable[[Any], None] = lambda result: None) -> list[Any]:
+    """Run jobs on the pool, results in order; the first failure cancels what has not started and is raised."""
+    futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.add_done_callback(lambda f: on_done(f.result()) if not f.cancelled() and f.exception() is None else None)
+    done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    for future in done:
+        if future.exception() is not None:
+            for other in pending:
+                other.cancel()
+            wait(pending)
+            raise future.exception()  # type: ignore[misc]
+    return [future.result() for future in futures]
