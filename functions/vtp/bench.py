@@ -21,8 +21,10 @@ from pathlib import Path
 from vtp.core.config import PipelineConfig
 from vtp.core.encode import encoder_options, picture_chain, scale_chain
 from vtp.core.errors import ErrorCode, PipelineError
+from vtp.core import stages
 from vtp.core.plan import plan_ladder
-from vtp.core.probe import SourceInfo, probe
+from vtp.core.probe import SourceInfo
+from vtp.core.source import local_source
 from vtp.core.tools import ff, run_ffmpeg
 from vtp.local.runner import default_workers, run_job
 
@@ -125,13 +127,13 @@ def run_pipeline(source: Path, info: SourceInfo, config: PipelineConfig, work: P
     cpu = _children_cpu() - cpu_before
     if result.error is not None:
         raise result.error
-    names = [r["name"] for r in result.manifest["renditions"]]
-    top = result.manifest["renditions"][0]
-    playlist = result.folder / top["hls_playlist"]
+    names = [r.name for r in result.manifest.renditions]
+    top = result.manifest.renditions[0]
+    playlist = result.folder / top.hls_playlist
     return SideResult(
-        "pipeline", wall, cpu, _video_bytes(result.folder / "hls", names),
-        top_rung_psnr(playlist, source, info, top["width"], top["height"]),
-        result.largest_encode.max_rss_mb if result.largest_encode else 0.0, playlist,
+        "pipeline", wall, cpu, _video_bytes(result.folder, names),
+        top_rung_psnr(playlist, source, info, top.width, top.height),
+        max((r.figures.max_rss_mb for r in result.results), default=0.0), playlist,
     )
 
 
@@ -154,7 +156,7 @@ def run_benchmark(source: Path, config: PipelineConfig, *, workers: int | None =
     from rich.table import Table
 
     workers = workers or default_workers()
-    info = probe(source)
+    info, _, _ = stages.inspect(local_source(source), config)
     console = Console(stderr=True)
     singles, pipelines = [], []
     with tempfile.TemporaryDirectory(prefix="vtp-bench-") as scratch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from vtp.core.config import Limits, PipelineConfig, RateControl, ladder_from_names
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobstore import JobStatus
+from vtp.core.manifest import Manifest
 
 DEBUG_ENV = "VTP_DEBUG"
 
@@ -45,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeat", type=int, default=1, help="rounds, alternating the two sides; medians reported")
     add_encoding_options(bench)
 
-    probe = commands.add_parser("probe", help="print what the pipeline sees in a file")
+    probe = commands.add_parser("probe", help="print what the pipeline sees in a file and how it would cut it")
     probe.add_argument("input", type=Path)
+    add_encoding_options(probe)
     return parser
 
 
@@ -113,24 +116,34 @@ def command_run(args: argparse.Namespace) -> int:
                 progress=progress, keep_work=args.keep_work,
             )
         if result.status is JobStatus.COMPLETE:
-            report_complete(out, result.job_id, result.folder, result.manifest, result.manifest["timings"]["total_s"])
+            report_complete(out, result.job_id, result.folder, result.manifest)
         else:
             failures += 1
             report_failed(out, err, source, result.job_id, result.folder, result.error.to_dict())
     return 1 if failures else 0
 
 
-def report_complete(out, job_id: str, folder: Path, manifest: dict, wall_s: float, where: str = "") -> None:
-    """The summary of a finished job: id, folder, renditions, wall time and speed."""
-    duration = manifest["source"]["duration_s"]
-    rungs = ", ".join(r["name"] for r in manifest["renditions"])
+def report_complete(out, job_id: str, folder: Path, manifest: Manifest, wall_s: float | None = None, where: str = "") -> None:
+    """The summary of a finished job: id, folder, renditions, wall time, speed, critical path."""
+    source = manifest.source or {}
+    duration = source.get("duration_s", 0.0)
+    stages = manifest.stages
+    wall = wall_s if wall_s is not None else (stages.total_s if stages else 0.0)
+    rungs = ", ".join(f"{r.name} {r.measured_bitrate_kbps:.0f} kbit/s" for r in manifest.renditions)
     out.print(f"job {job_id} COMPLETE{where}", highlight=False, soft_wrap=True)
     out.print(f"  output: {folder}", highlight=False, soft_wrap=True)
     out.print(
-        f"  {len(manifest['renditions'])} renditions ({rungs}), {manifest['chunks']} chunks, "
-        f"{wall_s:.1f} s wall for {duration:.1f} s of video ({duration / wall_s:.2f}x realtime)",
+        f"  {len(manifest.renditions)} renditions ({rungs}), {manifest.chunks} chunks, "
+        f"{wall:.1f} s wall for {duration:.1f} s of video ({duration / max(wall, 1e-9):.2f}x realtime)",
         highlight=False, soft_wrap=True,
     )
+    if stages is not None and stages.encode is not None:
+        out.print(
+            f"  split {stages.split.wall_s:.2f} s ({stages.split.bytes_read / 1e6:.1f} MB read), "
+            f"encode {stages.encode.span_s:.1f} s over {stages.encode.chunks} chunks, "
+            f"merge {stages.merge.wall_s:.2f} s; critical path {stages.critical_path_s:.1f} s",
+            highlight=False, soft_wrap=True,
+        )
 
 
 def report_failed(out, err, source: Path, job_id: str, folder: Path, error: dict) -> None:
@@ -181,28 +194,42 @@ def command_bench(args: argparse.Namespace) -> int:
 
 
 def command_probe(args: argparse.Namespace) -> int:
-    from vtp.core.probe import probe
+    from vtp.core import stages
+    from vtp.core.source import local_source
 
-    info = probe(args.input).to_dict()
-    keyframes = info["video"].pop("keyframe_times")
-    info["video"]["keyframes"] = len(keyframes)
-    print(json.dumps(info, indent=2))
+    info, plan, figures = stages.inspect(local_source(args.input), config_from(args))
+    print(json.dumps({
+        "source": info.to_dict(),
+        "renditions": [r.__dict__ for r in plan.renditions],
+        "chunks": [c.to_dict() for c in plan.chunks],
+        "probe": figures.to_dict(),
+    }, indent=2))
     return 0
 
 
 COMMANDS = {"run": command_run, "status": command_status, "bench": command_bench, "probe": command_probe}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C does (children stopped, job FAILED, work removed)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.command](args)
     except PipelineError as error:
         print(f"vtp: {error.code}: {error.message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("vtp: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print("vtp: stopped (SIGTERM)" if terminated else "vtp: interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:  # the reader went away (`vtp probe x | head`): nothing to say
         sys.stderr.close()
         return 141

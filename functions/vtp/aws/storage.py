@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import boto3
 from botocore.exceptions import ClientError
 
 from vtp.core.storage import content_type_for
+
+if TYPE_CHECKING:
+    from vtp.aws.pipeline import SourceObject
 
 
 class S3Store:
@@ -30,6 +33,11 @@ class S3Store:
     def put_json(self, key: str, data: Any) -> None:
         self.client.put_object(
             Bucket=self.bucket, Key=key, Body=json.dumps(data).encode(), ContentType="application/json"
+        )
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentType=content_type or content_type_for(Path(key))
         )
 
     def get_json(self, key: str) -> Any:
@@ -56,3 +64,22 @@ class S3Store:
             batch = [{"Key": key} for key in doomed[start : start + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
         return len(doomed)
+
+
+def presigner(client) -> Callable[["SourceObject", int], tuple[str, dict[str, str]]]:
+    """Presigned GETs of exactly the object version a job was started for.
+
+    With versioning the URL names the version; without it, the ETag is pinned with a
+    signed If-Match header (an overwrite then fails the read instead of mixing uploads).
+    """
+
+    def presign(obj: "SourceObject", lifetime_s: int) -> tuple[str, dict[str, str]]:
+        params = {"Bucket": obj.bucket, "Key": obj.key}
+        headers = {}
+        if obj.versioned:
+            params["VersionId"] = obj.version
+        else:
+            params["IfMatch"] = headers["If-Match"] = f'"{obj.version}"'
+        return client.generate_presigned_url("get_object", Params=params, ExpiresIn=lifetime_s), headers
+
+    return presign

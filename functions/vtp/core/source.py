@@ -42,6 +42,10 @@ AUDIO_CODECS = (
 # Decoders ffmpeg may open for the source (a codec whitelist beside the format whitelist).
 SOURCE_CODECS = ",".join((*VIDEO_CODECS, *AUDIO_CODECS))
 
+# CA certificates for ffmpeg's TLS (its static build carries none): the Lambda runtime's bundle.
+CA_FILE_ENV = "VTP_CA_FILE"
+CA_FILES = ("/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/certs/ca-certificates.crt")
+
 LOCAL_PROTOCOLS = "file"
 HTTPS_PROTOCOLS = "https,tls,tcp"
 HTTP_PROTOCOLS = "http,tcp"  # LocalStack's endpoint on 127.0.0.1
@@ -53,6 +57,7 @@ class Source:
     name: str  # what the user calls it: the path given, or s3://bucket/key
     protocols: str
     size_bytes: int
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request (If-Match pins an unversioned object)
 
     @property
     def is_http(self) -> bool:
@@ -69,6 +74,11 @@ class Source:
             # A dropped connection is resumed at the same byte; keep-alive serves the ranged GETs.
             options.update({"reconnect": 1, "reconnect_on_network_error": 1, "reconnect_delay_max": 4,
                             "multiple_requests": 1, "seekable": 1})
+            if self.headers:
+                options["headers"] = "".join(f"{name}: {value}\r\n" for name, value in self.headers)
+            ca_file = os.environ.get(CA_FILE_ENV) or next((p for p in CA_FILES if os.path.exists(p)), None)
+            if self.url.startswith("https:") and ca_file:
+                options.update({"tls_verify": 1, "ca_file": ca_file})
         return options
 
     def input_args(self) -> list[str]:
@@ -94,9 +104,8 @@ def local_source(path: str | Path) -> Source:
     return Source(url=f"file:{path.resolve()}", name=str(path), protocols=LOCAL_PROTOCOLS, size_bytes=stat.st_size)
 
 
-def url_source(url: str, *, name: str, size_bytes: int) -> Source:
+def url_source(url: str, *, name: str, size_bytes: int, headers: dict[str, str] | None = None) -> Source:
     """A presigned URL of one object version (HTTPS on AWS, HTTP for LocalStack)."""
     protocols = HTTPS_PROTOCOLS if url.startswith("https:") else HTTP_PROTOCOLS
-    if size_bytes == 0:
-        raise PipelineError(ErrorCode.EMPTY_INPUT, "the file is empty (0 bytes)")
-    return Source(url=url, name=name, protocols=protocols, size_bytes=size_bytes)
+    return Source(url=url, name=name, protocols=protocols, size_bytes=size_bytes,
+                  headers=tuple(sorted((headers or {}).items())))

@@ -9,8 +9,8 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 from vtp.aws.jobstore import DynamoJobStore
-from vtp.aws.pipeline import Buckets
-from vtp.aws.storage import S3Store
+from vtp.aws.pipeline import Buckets, SourceReader
+from vtp.aws.storage import S3Store, presigner
 
 logger = Logger()
 tracer = Tracer()
@@ -22,7 +22,7 @@ def buckets() -> Buckets:
     s3 = boto3.client("s3")
     work_bucket = os.environ["WORK_BUCKET"]
     return Buckets(
-        input=S3Store(os.environ["INPUT_BUCKET"], s3),
+        input=SourceReader(presigner(s3)),
         work=S3Store(work_bucket, s3),
         output=S3Store(os.environ["OUTPUT_BUCKET"], s3),
         work_bucket_name=work_bucket,
@@ -33,6 +33,3 @@ def buckets() -> Buckets:
 def job_store() -> DynamoJobStore:
     return DynamoJobStore(os.environ["JOBS_TABLE"])
 
-
-def workers() -> int:
-    return max(1, os.cpu_count() or 1)

@@ -15,7 +15,10 @@ from vtp.handlers.common import buckets, job_store, logger, metrics, tracer
 def handler(event: dict, context: LambdaContext) -> dict:
     chunk = event["chunk"]
     logger.append_keys(job_id=event["job_id"], chunk_index=chunk["index"])
-    result = encode_chunk(event["job_id"], chunk, buckets=buckets(), store=job_store())
-    metrics.add_metric(name="ChunkEncodeSeconds", unit=MetricUnit.Seconds, value=result["wall_s"])
-    logger.info("chunk encoded", extra={"result": result})
+    result = encode_chunk(
+        event["job_id"], chunk, buckets=buckets(), store=job_store(),
+        attempt=int(event.get("attempt", 0)), worker=context.aws_request_id,
+    )
+    metrics.add_metric(name="ChunkEncodeSeconds", unit=MetricUnit.Seconds, value=result["figures"]["wall_s"])
+    logger.info("chunk encoded", extra={"figures": result["figures"], "frames_decoded": result["frames_decoded"]})
     return result

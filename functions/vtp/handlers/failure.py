@@ -18,7 +18,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
     error = error_from_workflow(event.get("error"))
     source = event.get("source", {})
     result = fail_job(
-        job_id, f"s3://{source.get('bucket', '')}/{source.get('key', '')}", error, buckets=buckets(), store=job_store()
+        job_id, f"s3://{source.get('bucket', '')}/{source.get('key', '')}", error, buckets=buckets(), store=job_store(),
+        stage=event.get("stage", "workflow"),
     )
     metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
     logger.error("job failed", extra={"error": error.to_dict()})

@@ -1,4 +1,4 @@
-"""After the Map and the audio: join, package, thumbnails, manifest last, COMPLETE."""
+"""After the Map: the chunks' facts -> playlists, MPD, thumbnail track, manifest.json last, COMPLETE."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtp.aws.pipeline import merge_and_publish
-from vtp.handlers.common import buckets, job_store, logger, metrics, tracer, workers
+from vtp.handlers.common import buckets, job_store, logger, metrics, tracer
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -14,7 +14,8 @@ from vtp.handlers.common import buckets, job_store, logger, metrics, tracer, wor
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(job_id=event["job_id"])
-    result = merge_and_publish(event["job_id"], buckets=buckets(), store=job_store(), workers=workers())
+    written = (event.get("encode") or {}).get("chunks")
+    result = merge_and_publish(event["job_id"], written, buckets=buckets(), store=job_store())
     metrics.add_metric(name="JobsComplete", unit=MetricUnit.Count, value=1)
     logger.info("job published", extra={"result": result})
     return result
