@@ -89,8 +89,10 @@ def decode_errors(path: Path, *extra: str) -> str:
 
 def source_frame_times(source: Path) -> list[float]:
     """Every frame a decoder gives for the source, on the output timeline (first frame at 0)."""
+    # genpts: MPEG-PS leaves the last frame's timestamp out; ffmpeg (and so vtp) infers it.
     frames = ffprobe_json(
-        ["-select_streams", "v:0", "-show_entries", "frame=best_effort_timestamp_time", str(source)], timeout_s=600
+        ["-fflags", "+genpts", "-select_streams", "v:0", "-show_entries", "frame=best_effort_timestamp_time", str(source)],
+        timeout_s=600,
     )["frames"]
     times = sorted(float(f["best_effort_timestamp_time"]) for f in frames if f.get("best_effort_timestamp_time") not in (None, "N/A"))
     return [t - times[0] for t in times]

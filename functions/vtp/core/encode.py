@@ -312,7 +312,8 @@ def encode_args(
     enc_time_base = f"{time_base.numerator}:{time_base.denominator}"
     video_input = {**source.input_options(), "noautorotate": None, "threads": config.encoder_threads or 0}
     if chunk.seek_s is not None:
-        video_input.update({"ss": f"{chunk.seek_s:.6f}", "noaccurate_seek": None})
+        # seek_timestamp: -ss is a source timestamp (else ffmpeg adds the file's start time).
+        video_input.update({"ss": f"{chunk.seek_s:.6f}", "seek_timestamp": 1, "noaccurate_seek": None})
     stream = ff.input(source.url, **video_input)[str(video.stream_index)]
     # From here on, times are on the output timeline: 0 is the source's first decoded frame.
     stream = stream.filter("setpts", f"PTS-{video.origin_s:.6f}/TB")
@@ -350,8 +351,11 @@ def encode_args(
         tile_height = max(2, 2 * round(config.thumbnail_width * video.display_height / video.display_width / 2))
         tiles = (
             branches[position]
-            .filter("fps", fps=f"1/{config.thumbnail_interval_s:g}", start_time=f"{outputs.tiles[0]:.6f}", round="down")
-            .filter("scale", config.thumbnail_width, tile_height)
+            # eof_action=pass: the last tile too, where the source gives its last frame no duration.
+            .filter("fps", fps=f"1/{config.thumbnail_interval_s:g}", start_time=f"{outputs.tiles[0]:.6f}",
+                    round="down", eof_action="pass")
+            # JPEG is full range: say so, or the encoder refuses a source tagged as limited range.
+            .filter("scale", config.thumbnail_width, tile_height, out_range="full")
             .filter("tile", f"{len(outputs.tiles)}x1")
         )
         nodes.append(ff.output(tiles, str(outputs.sprite), frames=1, update=1, **{"q:v": 4, "fps_mode": "passthrough"}))
@@ -361,7 +365,7 @@ def encode_args(
             branches[position]
             .filter("trim", start=f"{poster_time(info) - BOUNDARY_EPSILON_S:.6f}")
             .filter("trim", end_frame=1)
-            .filter("scale", f"min({config.poster_width},iw)", -2)
+            .filter("scale", f"min({config.poster_width},iw)", -2, out_range="full")
         )
         nodes.append(ff.output(poster, str(outputs.poster_file), frames=1, update=1, **{"q:v": 3}))
     if look is not None:
@@ -386,7 +390,7 @@ def audio_args(source: Source, chunk: Chunk, info: SourceInfo, config: PipelineC
     seek = origin + span.decode_from / rate - margin if margin is not None else None
     from_start = seek is None or seek <= origin + max(audio.start_s, 0.0)
     if not from_start:
-        options["ss"] = f"{seek:.6f}"
+        options.update({"ss": f"{seek:.6f}", "seek_timestamp": 1})
     stream = ff.input(source.url, **options)[str(audio.stream_index)].filter("asetpts", f"PTS-{origin:.6f}/TB")
     # Hard-compensate gaps in the source's timestamps (silence in, samples out) so every sample
     # stays at its time; from the start, silence also fills in before the audio's first sample.

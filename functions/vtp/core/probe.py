@@ -356,7 +356,8 @@ def _first_decoded(source: Source, info: SourceInfo, seek: float, spent: list[Io
         result = run_ffmpeg(
             [
                 "-loglevel", "level+verbose", "-copyts",
-                *source.input_args(), "-ss", f"{seek:.6f}", "-noaccurate_seek", "-i", source.url,
+                *source.input_args(), "-ss", f"{seek:.6f}", "-seek_timestamp", "1", "-noaccurate_seek",
+                "-i", source.url,
                 "-map", f"0:{info.video.stream_index}", "-frames:v", "1", "-vf", "scale=16:16",
                 "-fps_mode", "passthrough", "-enc_time_base", f"{time_base.numerator}:{time_base.denominator}",
                 "-f", "framecrc", "-",
