@@ -229,17 +229,18 @@ def _video(spec: ClipSpec):
 
 
 def _audio(spec: ClipSpec):
-    duration = spec.duration_s + 0.5
-    tones = ff.input(
-        f"aevalsrc=exprs='{_AUDIO_L}|{_AUDIO_R}':sample_rate=48000:channel_layout=stereo",
-        f="lavfi",
-        t=duration,
+    # One lavfi graph for all the audio, its sources ending by themselves at the duration:
+    # FFmpeg 8.1 can wait forever at the end when separate audio inputs are cut by a trim
+    # (seen under load, about one run in ten).
+    duration = f"{spec.duration_s:g}"
+    graph = (
+        f"aevalsrc=exprs='{_AUDIO_L}|{_AUDIO_R}':sample_rate=48000:channel_layout=stereo:duration={duration}[tones];"
+        f"anoisesrc=color=pink:amplitude=0.02:sample_rate=48000:seed=11:duration={duration},"
+        f"aformat=channel_layouts=stereo[hiss];"
+        f"[tones][hiss]amix=inputs=2:normalize=0:duration=first,"
+        f"aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo[out0]"
     )
-    hiss = ff.input("anoisesrc=color=pink:amplitude=0.02:sample_rate=48000:seed=11", f="lavfi", t=duration)
-    hiss = hiss.filter("aformat", channel_layouts="stereo")
-    return _filter([tones, hiss], "amix", inputs=2, normalize=0, duration="first").filter(
-        "aformat", sample_fmts="fltp", sample_rates=48000, channel_layouts="stereo"
-    )
+    return ff.input(graph, f="lavfi")
 
 
 def _video_options(spec: ClipSpec) -> dict[str, object]:
@@ -291,7 +292,7 @@ def build_args(path: Path, spec: ClipSpec = ClipSpec()) -> list[str]:
     streams = [_video(spec).filter("trim", duration=f"{spec.duration_s:g}")]
     options: dict[str, object] = dict(_video_options(spec))
     if spec.audio:
-        streams.append(_audio(spec).filter("atrim", duration=f"{spec.duration_s:g}"))
+        streams.append(_audio(spec))
         options.update(_audio_options(spec))
     else:
         options["an"] = None
@@ -302,8 +303,10 @@ def build_args(path: Path, spec: ClipSpec = ClipSpec()) -> list[str]:
 
 
 def generate_clip(path: Path, spec: ClipSpec = ClipSpec(), *, timeout_s: float | None = None) -> Path:
-    """Write a synthetic clip as `spec` asks and return its path."""
+    """Write a synthetic clip as `spec` asks and return its path (a stuck ffmpeg is stopped)."""
     path = Path(path)
+    if timeout_s is None:
+        timeout_s = 120 + 10 * spec.duration_s * max(1.0, spec.width * spec.height / (1280 * 720))
     path.parent.mkdir(parents=True, exist_ok=True)
     if not spec.rotation:
         run_ffmpeg(build_args(path, spec), timeout_s=timeout_s)

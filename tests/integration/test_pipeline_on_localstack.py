@@ -19,7 +19,6 @@ import pytest
 
 from tests.support.checks import check_against_source
 from vtp.aws.pipeline import SourceObject
-from vtp.core.probe import probe
 from vtp.synth import ClipSpec, generate_clip
 
 pytestmark = pytest.mark.integration
@@ -71,10 +70,18 @@ class Deployed:
 
     def job_id_of(self, key: str) -> str:
         head = self.client("s3").head_object(Bucket=self.input_bucket, Key=key)
-        version = head.get("VersionId") or head["ETag"].strip('"')
-        if version == "null":
-            version = head["ETag"].strip('"')
-        return SourceObject(self.input_bucket, key, version, head["ContentLength"]).job_id
+        version = head.get("VersionId")
+        if version and version != "null":
+            return SourceObject(self.input_bucket, key, version, head["ContentLength"]).job_id
+        return SourceObject(self.input_bucket, key, head["ETag"].strip('"'), head["ContentLength"], versioned=False).job_id
+
+    def manifest(self, job_id: str) -> dict:
+        body = self.client("s3").get_object(Bucket=self.output_bucket, Key=f"{job_id}/manifest.json")["Body"]
+        return json.loads(body.read())
+
+    def sizes(self, bucket: str, prefix: str) -> dict[str, int]:
+        pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
     def job(self, job_id: str) -> dict | None:
         item = self.client("dynamodb").get_item(
@@ -167,14 +174,30 @@ def test_an_upload_becomes_a_complete_correct_ladder(deployed, sample_job, tmp_p
     assert execution["name"] == sample_job
 
     folder = deployed.download_job(sample_job, tmp_path)
-    info = probe(SAMPLE)
-    manifest = check_against_source(folder, info)
+    manifest = check_against_source(folder, SAMPLE)
     assert [r["name"] for r in manifest["renditions"]] == ["480p", "360p"]
     assert manifest["input"] == f"s3://{deployed.input_bucket}/uploads/big buck bunny (sample).mp4"
 
     events = completion_events(deployed)
     details = [e["detail"] for e in events if e.get("detail-type") == "TranscodeJobCompleted"]
     assert any(d.get("job_id") == sample_job for d in details), events
+
+
+def test_no_stage_copies_the_video(deployed, sample_job):
+    """The work bucket holds only small JSON (the plan, the map's items and results); the
+    output holds each media segment once, so its media bytes are the ladder's bytes."""
+    work = deployed.sizes(deployed.work_bucket, f"jobs/{sample_job}/")
+    assert work and all(key.endswith(".json") for key in work), sorted(work)
+    assert max(work.values()) < 200_000
+    results = deployed.sizes(deployed.work_bucket, "jobs/map-results/")
+    assert results and all(key.endswith(".json") for key in results)
+    manifest = deployed.manifest(sample_job)
+    output = deployed.sizes(deployed.output_bucket, f"{sample_job}/")
+    media = sum(size for key, size in output.items() if key.endswith((".m4s", ".mp4")))
+    ladder = sum(r["size_bytes"] for r in manifest["renditions"]) + manifest["audio"]["size_bytes"]
+    inits = sum(size for key, size in output.items() if key.endswith("init.mp4"))
+    assert media == ladder + inits
+    assert not any(key.endswith(".nut") for key in output)
 
 
 def test_an_encoder_failure_on_the_first_attempt_is_retried_to_completion(deployed, sample_job):
@@ -191,9 +214,7 @@ def test_a_bad_file_fails_with_a_reason_and_publishes_nothing(deployed, tmp_path
 
     assert job["status"] == "FAILED" and job["error_code"] == "UNSUPPORTED_INPUT", job
     assert deployed.keys(deployed.output_bucket, f"{job_id}/") == [f"{job_id}/manifest.json"]
-    manifest = json.loads(
-        deployed.client("s3").get_object(Bucket=deployed.output_bucket, Key=f"{job_id}/manifest.json")["Body"].read()
-    )
+    manifest = deployed.manifest(job_id)
     assert manifest["status"] == "FAILED" and manifest["error"]["code"] == "UNSUPPORTED_INPUT"
     assert deployed.executions_named(job_id) == []
 
@@ -259,7 +280,7 @@ def test_five_uploads_at_once_make_five_complete_jobs(deployed):
     assert [job["status"] for job in jobs] == ["COMPLETE"] * 5, jobs
     for job_id in job_ids:
         assert f"{job_id}/manifest.json" in deployed.keys(deployed.output_bucket, f"{job_id}/")
-        assert f"{job_id}/hls/master.m3u8" in deployed.keys(deployed.output_bucket, f"{job_id}/")
+        assert f"{job_id}/master.m3u8" in deployed.keys(deployed.output_bucket, f"{job_id}/")
 
 
 def test_vtp_run_target_localstack_runs_the_cloud_flow_and_downloads_the_outputs(deployed, tmp_path):
@@ -277,4 +298,29 @@ def test_vtp_run_target_localstack_runs_the_cloud_flow_and_downloads_the_outputs
     [folder] = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "COMPLETE"
-    assert (folder / "hls" / "master.m3u8").exists() and (folder / "dash" / "manifest.mpd").exists()
+    assert (folder / "master.m3u8").exists() and (folder / "manifest.mpd").exists()
+
+
+def test_a_minute_of_720p_costs_the_serial_stages_a_few_megabytes(deployed, tmp_path):
+    """60 s of 720p: the splitter and the merger read a few MB whatever the video's size."""
+    clip = generate_clip(tmp_path / "minute.mp4", ClipSpec(duration_s=60.0, width=1280, height=720))
+    job_id = deployed.upload(clip, "uploads/a minute of 720p.mp4")
+    job = deployed.wait_for_job(job_id, timeout_s=600)
+    assert job["status"] == "COMPLETE", job
+    stages = deployed.manifest(job_id)["stages"]
+    size = clip.stat().st_size
+    assert size > 20_000_000
+    assert stages["split"]["bytes_read"] < 5_000_000, stages["split"]
+    assert stages["merge"]["bytes_read"] < 5_000_000, stages["merge"]
+    assert stages["encode"]["sum"]["bytes_read"] >= size  # the encoders read the video, in parallel
+    assert stages["encode"]["chunks"] == 5
+
+
+def test_a_ten_minute_source_completes(deployed, tmp_path):
+    clip = generate_clip(tmp_path / "ten.mp4", ClipSpec(duration_s=600.0, width=320, height=180, fps="25"))
+    job_id = deployed.upload(clip, "uploads/ten minutes.mp4")
+    job = deployed.wait_for_job(job_id, timeout_s=900)
+    assert job["status"] == "COMPLETE", job
+    manifest = deployed.manifest(job_id)
+    assert manifest["chunks"] == 50 and manifest["source"]["duration_s"] == pytest.approx(600.0, abs=0.05)
+    assert manifest["source"]["frames"] == 15000

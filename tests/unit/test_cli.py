@@ -101,6 +101,7 @@ def test_a_good_clip_exits_0_and_says_where_and_how_fast(good_run):
     assert f"job {job_id} COMPLETE" in good_run.stdout
     assert str(folder) in good_run.stdout.replace("\n", "") or f"out/{job_id}" in good_run.stdout
     assert re.search(r"\d+(\.\d+)?x realtime", good_run.stdout)
+    assert re.search(r"critical path \d+(\.\d+)? s", good_run.stdout)
     assert "Traceback" not in good_run.stderr
     assert good_run.message_lines == [], "stderr carries only the progress bars"
 
@@ -110,14 +111,14 @@ def test_a_good_clip_publishes_a_complete_ladder(good_run):
     data = manifest_of(folder)
     assert data["status"] == "COMPLETE" and data["job_id"] == folder.name
     assert data["chunks"] == 3
-    assert (folder / "hls" / "master.m3u8").exists() and (folder / "dash" / "manifest.mpd").exists()
-    assert (folder / "thumbnails" / "poster.jpg").exists()
+    assert (folder / data["outputs"]["hls_master"]).exists() and (folder / data["outputs"]["dash_manifest"]).exists()
+    assert (folder / data["outputs"]["poster"]).exists()
     assert not (good_run.out / ".work").exists(), "no intermediate files are left"
     assert (good_run.home / "jobs.sqlite3").exists(), "the job store lives in VTP_HOME"
 
 
 def test_the_progress_bars_show_every_stage(good_run):
-    for stage in ("probe", "split", "encode chunks", "merge + package"):
+    for stage in ("probe + plan", "encode chunks", "publish"):
         assert stage in good_run.stderr
     assert re.search(r"encode chunks.* 3/3 ", good_run.stderr)
 
@@ -136,7 +137,7 @@ def test_a_bad_input_writes_a_failed_manifest_and_nothing_else(bad_run):
     data = manifest_of(folder)
     assert data["status"] == "FAILED"
     assert data["error"]["code"] == "UNSUPPORTED_INPUT" and data["error"]["message"]
-    assert not (folder / "hls").exists() and not (folder / "dash").exists()
+    assert data["failed_stage"] == "split"
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]
     assert f"job {folder.name} FAILED (UNSUPPORTED_INPUT)" in bad_run.stdout
 
@@ -171,7 +172,7 @@ def test_status_lists_both_jobs_newest_first(pair_run):
 
 
 def test_an_invalid_setting_is_refused_before_any_job(inputs, tmp_path):
-    run = vtp("run", str(inputs["good"]), "--out", "out", "--gop", "2", "--chunk", "3", home=tmp_path / "home", cwd=tmp_path)
+    run = vtp("run", str(inputs["good"]), "--out", "out", "--gop", "2", "--chunk", "6", "--segment", "4", home=tmp_path / "home", cwd=tmp_path)
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     (line,) = run.message_lines
@@ -210,15 +211,19 @@ def test_a_failure_during_encoding_is_one_line_naming_the_code(encode_failure):
 # --- vtp probe -----------------------------------------------------------------------------
 
 
-def test_probe_prints_json(inputs, tmp_path):
-    run = vtp("probe", str(inputs["good"]), home=tmp_path / "home", cwd=tmp_path)
+def test_probe_prints_what_the_pipeline_sees_and_how_it_would_cut(inputs, tmp_path):
+    run = vtp("probe", str(inputs["good"]), "--chunk", "2", "--segment", "1", "--gop", "1", home=tmp_path / "home", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     described = json.loads(run.stdout)
-    assert described["video"]["frames"] == 180
-    assert described["video"]["keyframes"] == 5
-    assert described["video"]["codec"] == "h264"
-    assert described["audio"]["codec"] == "aac"
-    assert described["duration_s"] == pytest.approx(6.0)
+    source = described["source"]
+    assert source["video"]["codec"] == "h264" and source["audio"]["codec"] == "aac"
+    assert source["duration_s"] == pytest.approx(6.0)
+    assert source["video"]["frames_declared"] == 180
+    chunks = described["chunks"]
+    assert [c["start_s"] for c in chunks] == [0.0, 2.0, 4.0]
+    # The clip's keyframes are at 0, 1.3, 2.1, 3.7 and 5.2 s: decoding starts at the one before each chunk.
+    assert [round(c["preroll_s"], 3) for c in chunks] == [0.0, 0.7, 0.3]
+    assert described["probe"]["bytes_read"] < inputs["good"].stat().st_size
 
 
 def test_probe_of_a_bad_file_is_one_line(inputs, tmp_path):
@@ -228,3 +233,44 @@ def test_probe_of_a_bad_file_is_one_line(inputs, tmp_path):
     (line,) = run.message_lines
     assert line.startswith("vtp: UNSUPPORTED_INPUT: ")
     assert "Traceback" not in run.stderr
+
+
+def test_sigterm_stops_the_job_its_ffmpeg_and_its_scratch_files(inputs, tmp_path):
+    """SIGTERM during the encode: exit 143 at once, no ffmpeg left, job FAILED, no .work/."""
+    import signal
+    import time
+
+    env = {**os.environ, "VTP_HOME": str(tmp_path / "home")}
+    process = subprocess.Popen(
+        [*vtp_command(), "run", str(inputs["good"]), "--out", "out", "--preset", "veryslow", "--workers", "1",
+         "--gop", "1", "--chunk", "2", "--segment", "2"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list((tmp_path / "out").glob(".work/*/chunk_*")):
+        time.sleep(0.05)
+    assert list((tmp_path / "out").glob(".work/*/chunk_*")), "the encode did not start"
+    children = _children(process.pid)
+    assert children, "no ffmpeg was running"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 143
+    assert stderr.strip().splitlines()[-1] == "vtp: stopped (SIGTERM)"
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children), "an ffmpeg outlived vtp"
+    assert not (tmp_path / "out" / ".work").exists()
+    (folder,) = [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]
+    assert manifest_of(folder)["status"] == "FAILED"
+    listed = vtp("status", "--json", home=tmp_path / "home", cwd=tmp_path)
+    assert json.loads(listed.stdout)[0]["status"] == "FAILED"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found

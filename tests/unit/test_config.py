@@ -1,8 +1,12 @@
-"""PipelineConfig: invalid settings are refused with INVALID_CONFIG; ladders by name; dict round trip."""
+"""PipelineConfig: the keyframe/segment/chunk grid, the limits, ladders by name, the dict
+round trip and the deployed pipeline's environment. Invalid settings are refused with
+INVALID_CONFIG before any job starts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import pytest
 
@@ -31,7 +35,17 @@ def test_defaults_are_valid_and_the_default_ladder_is_four_h264_rungs():
     assert [r.height for r in config.ladder] == [1080, 720, 480, 360]
     assert config.video_codec == "libx264"
     assert config.rate_control is RateControl.CRF
-    assert (config.chunk_s / config.gop_s).is_integer() and (config.segment_s / config.gop_s).is_integer()
+    # the grid: chunks are whole segments, segments whole GOPs
+    assert (config.chunk_s / config.segment_s).is_integer() and (config.segment_s / config.gop_s).is_integer()
+    assert 0 <= config.max_preroll_s
+
+
+def test_the_default_limits():
+    limits = Limits()
+    assert (limits.max_width, limits.max_height) == (7680, 4320)
+    assert limits.max_frame_rate == 240.0
+    assert limits.max_chunk_frames == 9000, "5 minutes at 30 fps for one encoder"
+    assert limits.max_bytes == 50 * 1024**3 and limits.max_duration_s == 12 * 3600
 
 
 def test_chunk_not_a_multiple_of_the_gop_is_refused():
@@ -40,14 +54,40 @@ def test_chunk_not_a_multiple_of_the_gop_is_refused():
 
 
 def test_segment_not_a_multiple_of_the_gop_is_refused():
-    error = invalid(gop_s=2.0, chunk_s=10.0, segment_s=5.0)
+    error = invalid(gop_s=2.0, chunk_s=12.0, segment_s=5.0)
     assert "segment" in error.message and "5" in error.message and "GOP" in error.message
 
 
+def test_chunk_not_a_multiple_of_the_segment_is_refused():
+    """A segment may not span two chunks: each chunk's encoder writes whole segments."""
+    error = invalid(gop_s=2.0, chunk_s=10.0, segment_s=4.0)
+    assert "chunk length 10.0 s is not a multiple of the segment 4.0 s" in error.message
+    PipelineConfig(gop_s=2.0, chunk_s=12.0, segment_s=4.0)
+    PipelineConfig(gop_s=2.0, chunk_s=4.0, segment_s=4.0)  # one segment a chunk
+
+
+def test_a_segment_longer_than_the_chunk_is_refused():
+    assert "segment" in invalid(gop_s=2.0, chunk_s=4.0, segment_s=8.0).message
+
+
 @pytest.mark.parametrize("field", ["gop_s", "chunk_s", "segment_s"])
-@pytest.mark.parametrize("value", [0.0, -2.0])
-def test_non_positive_lengths_are_refused(field, value):
+@pytest.mark.parametrize("value", [0.0, -2.0, math.nan, math.inf])
+def test_lengths_that_are_not_positive_numbers_are_refused(field, value):
     assert "positive" in invalid(**{field: value}).message
+
+
+@pytest.mark.parametrize("value", [-1.0, math.nan])
+def test_a_negative_pre_roll_limit_is_refused(value):
+    assert "pre-roll" in invalid(max_preroll_s=value).message
+    PipelineConfig(max_preroll_s=0.0)
+
+
+@pytest.mark.parametrize(
+    "field", ["max_bytes", "max_duration_s", "max_width", "max_height", "max_frame_rate", "max_chunk_frames"]
+)
+def test_a_limit_of_zero_is_refused_rather_than_refusing_every_source(field):
+    error = invalid(limits=dataclasses.replace(Limits(), **{field: 0}))
+    assert field in error.message
 
 
 def test_an_empty_ladder_is_refused():
@@ -63,8 +103,10 @@ def test_duplicate_rungs_are_refused():
 def test_fractional_grid_multiples_are_accepted():
     config = PipelineConfig(gop_s=0.5, chunk_s=3.0, segment_s=1.5)
     assert config.chunk_s == 3.0
-    # float noise in the ratio (0.3 / 0.1 = 2.9999999999999996) is not a reason to refuse
-    PipelineConfig(gop_s=0.1, chunk_s=0.3, segment_s=0.2)
+    # float noise in a ratio (0.6 / 0.2 = 2.9999999999999996) is not a reason to refuse
+    assert 0.6 / 0.2 != 3
+    PipelineConfig(gop_s=0.1, chunk_s=0.6, segment_s=0.2)
+    invalid(gop_s=0.1, chunk_s=0.3, segment_s=0.2)
 
 
 def test_error_message_is_fit_to_show():
@@ -111,7 +153,9 @@ def test_to_dict_from_dict_round_trip_through_json():
         preset="ultrafast",
         rate_control=RateControl.CAPPED_CRF,
         encoder_threads=2,
-        limits=Limits(max_bytes=1234, max_duration_s=60.0, max_width=1920, max_height=1080),
+        max_preroll_s=1.5,
+        limits=Limits(max_bytes=1234, max_duration_s=60.0, max_width=1920, max_height=1080, max_frame_rate=60.0,
+                      max_chunk_frames=600),
     )
     data = json.loads(json.dumps(config.to_dict()))
     again = PipelineConfig.from_dict(data)
@@ -132,6 +176,10 @@ def test_from_dict_validates_like_the_constructor():
 def test_from_dict_fills_defaults_for_missing_parts():
     config = PipelineConfig.from_dict({"preset": "fast"})
     assert config.ladder == DEFAULT_LADDER and config.limits == Limits() and config.preset == "fast"
+    # a plan stored before the frame-rate and chunk-size limits existed
+    config = PipelineConfig.from_dict({"limits": {"max_bytes": 1000, "max_duration_s": 60.0}})
+    assert config.limits == Limits(max_bytes=1000, max_duration_s=60.0)
+    assert (config.limits.max_frame_rate, config.limits.max_chunk_frames) == (240.0, 9000)
 
 
 def test_with_changes_returns_a_new_validated_config():
@@ -155,7 +203,11 @@ def test_a_deployed_pipeline_reads_its_settings_from_the_environment():
     assert config.rate_control == "capped_crf"
     assert (config.limits.max_bytes, config.limits.max_duration_s) == (1048576, 60.0)
     assert config_from_environment({}) == PipelineConfig()
-    for bad in ({"VTP_GOP_S": "two"}, {"VTP_RATE_CONTROL": "fastest"}, {"VTP_MAX_BYTES": "lots"}):
+    bad_settings = (
+        {"VTP_GOP_S": "two"}, {"VTP_RATE_CONTROL": "fastest"}, {"VTP_MAX_BYTES": "lots"}, {"VTP_GOP_S": "nan"},
+        {"VTP_CHUNK_S": "10"}, {"VTP_MAX_BYTES": "0"}, {"VTP_LADDER": "720p,999p"},
+    )
+    for bad in bad_settings:
         with pytest.raises(PipelineError) as raised:
             config_from_environment(bad)
         assert raised.value.code is ErrorCode.INVALID_CONFIG

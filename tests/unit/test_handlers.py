@@ -1,231 +1,588 @@
-"""The Lambda handlers called directly with realistic events, moto backing S3, DynamoDB and
-Step Functions. Assertions are on what lands in the buckets and the table."""
+"""The AWS side end to end on moto: the splitter, the encoders and the merger called as the
+Lambdas and the workflow call them, on a moto server bound to 127.0.0.1 (S3, DynamoDB,
+Step Functions), so that ffmpeg reads the upload through real presigned URLs.
+
+Step Functions only records executions here (it runs nothing); the tests play its part:
+they read chunks.json, call the encoder per item (a thread pool stands for the Distributed
+Map), and write the Map's ResultWriter files (manifest.json + SUCCEEDED_0.json) exactly as
+Step Functions lays them out, then call the merger with the ResultWriterDetails.
+Assertions are on what lands in the buckets and the table, and on the published outputs
+measured against the source (tests.support.checks).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from moto import mock_aws
+from moto.server import ThreadedMotoServer
 
 from tests.support.checks import check_against_source
-from vtp.core.probe import probe
-from vtp.synth import ClipSpec, generate_clip
+from vtp.aws.jobstore import DynamoJobStore
+from vtp.aws.pipeline import (
+    Buckets, InjectedFault, InputError, encode_chunk, merge_and_publish, sources_in_event, start_job,
+)
+from vtp.aws.storage import S3Store
 
 REGION = "us-east-1"
-INPUT, WORK, OUTPUT, TABLE = "vtp-input", "vtp-work", "vtp-output", "vtp-jobs"
+INPUT, PLAIN_INPUT, WORK, OUTPUT, TABLE = "vtp-input", "vtp-input-unversioned", "vtp-work", "vtp-output", "vtp-jobs"
+ACCOUNT = "123456789012"
+MAP_RESULTS = "jobs/map-results"
 
 
 @dataclass
 class FakeLambdaContext:
+    """What powertools reads from Lambda's context."""
+
     function_name: str = "vtp-test"
+    function_version: str = "$LATEST"
     memory_limit_in_mb: int = 3008
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:vtp-test"
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:vtp-test"
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    log_group_name: str = "/aws/lambda/vtp-test"
+    log_stream_name: str = "2026/11/30/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def context(request_id: str | None = None) -> FakeLambdaContext:
+    return FakeLambdaContext(aws_request_id=request_id or str(uuid.uuid4()))
+
+
+# --- the moto server and the deployment it stands for ------------------------------------
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> Path:
-    return generate_clip(
-        tmp_path_factory.mktemp("clip") / "clip.mp4", ClipSpec(duration_s=5.0, width=640, height=360)
-    )
-
-
-@pytest.fixture
-def aws(monkeypatch, tmp_path):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "vtp-test")
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "vtp")
-    monkeypatch.setenv("VTP_SCRATCH", str(tmp_path / "scratch"))
-    with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        for bucket in (INPUT, WORK, OUTPUT):
+def aws(tmp_path_factory):
+    """A moto server on 127.0.0.1:<free port> with the stack's buckets, table and state
+    machine; the handlers' environment points at it. Stopped at the end of the module."""
+    werkzeug = logging.getLogger("werkzeug")  # one line per request otherwise
+    level = werkzeug.level
+    werkzeug.setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    patch = pytest.MonkeyPatch()
+    try:
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", VTP_FAULT):
+            patch.delenv(name, raising=False)
+        for name, value in {
+            "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_NAMESPACE": "vtp-test",
+            "POWERTOOLS_SERVICE_NAME": "vtp", "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "VTP_SCRATCH": str(tmp_path_factory.mktemp("scratch")),
+        }.items():
+            patch.setenv(name, value)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        for bucket in (INPUT, PLAIN_INPUT, WORK, OUTPUT):
             s3.create_bucket(Bucket=bucket)
-        boto3.client("dynamodb", region_name=REGION).create_table(
+        s3.put_bucket_versioning(Bucket=INPUT, VersioningConfiguration={"Status": "Enabled"})
+        boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION).create_table(
             TableName=TABLE,
             KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+        machine = boto3.client("stepfunctions", endpoint_url=endpoint, region_name=REGION).create_state_machine(
             name="vtp", definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
-            roleArn="arn:aws:iam::123456789012:role/vtp",
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/vtp",
         )
         for name, value in {
             "INPUT_BUCKET": INPUT, "WORK_BUCKET": WORK, "OUTPUT_BUCKET": OUTPUT, "JOBS_TABLE": TABLE,
             "STATE_MACHINE_ARN": machine["stateMachineArn"],
+            # What the stack gives the splitter: a tiny ladder for these clips.
+            "VTP_LADDER": "240p", "VTP_PRESET": "ultrafast", "VTP_GOP_S": "1", "VTP_CHUNK_S": "2", "VTP_SEGMENT_S": "2",
         }.items():
-            monkeypatch.setenv(name, value)
-        from vtp.handlers import common, splitter
-
-        common.buckets.cache_clear()
-        common.job_store.cache_clear()
-        splitter._stepfunctions.cache_clear()
-        for name, value in {"VTP_LADDER": "360p,240p", "VTP_PRESET": "ultrafast", "VTP_GOP_S": "1",
-                            "VTP_CHUNK_S": "2", "VTP_SEGMENT_S": "2"}.items():
-            monkeypatch.setenv(name, value)
-        yield s3
-        common.buckets.cache_clear()
-        common.job_store.cache_clear()
-        splitter._stepfunctions.cache_clear()
+            patch.setenv(name, value)
+        _clear_handler_caches()
+        yield Aws(endpoint, s3, machine["stateMachineArn"])
+    finally:
+        _clear_handler_caches()
+        patch.undo()
+        server.stop()
+        werkzeug.setLevel(level)
 
 
-def s3_event(key: str, size: int, etag: str = "0123abcd") -> dict:
-    """What S3 sends: the key URL-encoded, spaces as '+'."""
+VTP_FAULT = "VTP_FAIL_FIRST_ATTEMPT_CHUNK"
+# An invocation that raises flushes no metrics: powertools warns, as it would on Lambda.
+# A hung tool fails its test instead of the session (clip generation has hung under load).
+pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning"), pytest.mark.timeout(300)]
+
+
+def _clear_handler_caches() -> None:
+    from vtp.handlers import common, splitter
+
+    common.buckets.cache_clear()
+    common.job_store.cache_clear()
+    splitter._stepfunctions.cache_clear()
+
+
+@dataclass
+class Aws:
+    endpoint: str
+    s3: Any
+    state_machine: str
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
+
+    def store(self) -> DynamoJobStore:
+        return DynamoJobStore(TABLE, boto3.resource("dynamodb", endpoint_url=self.endpoint, region_name=REGION))
+
+    def buckets(self) -> Buckets:
+        from vtp.handlers.common import buckets
+
+        return buckets()  # what the Lambdas use
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def get_json(self, bucket: str, key: str) -> Any:
+        return json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def item(self, job_id: str) -> dict:
+        return self.store().table.get_item(Key={"job_id": job_id}, ConsistentRead=True)["Item"]
+
+    def executions(self) -> list[dict]:
+        return self.client("stepfunctions").list_executions(stateMachineArn=self.state_machine)["executions"]
+
+    def execution_input(self, job_id: str) -> dict:
+        [execution] = [e for e in self.executions() if e["name"] == job_id]
+        return json.loads(self.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])["input"])
+
+    def upload(self, path: Path, key: str, bucket: str = INPUT) -> dict:
+        return self.s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+
+    def download(self, prefix: str, folder: Path) -> Path:
+        for key in self.keys(OUTPUT, prefix):
+            target = folder / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download_file(OUTPUT, key, str(target))
+        return folder / prefix.rstrip("/")
+
+
+def s3_event(bucket: str, key: str, put: dict, size: int, *, name: str = "ObjectCreated:Put") -> dict:
+    """The notification S3 sends to the splitter: the key URL-encoded (spaces as '+'), the
+    ETag without quotes, versionId only where the bucket is versioned."""
+    obj = {"key": quote_plus(key), "size": size, "eTag": put["ETag"].strip('"'), "sequencer": "0055AED6DCD90281E5"}
+    if put.get("VersionId"):
+        obj["versionId"] = put["VersionId"]
     return {
         "Records": [{
             "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
-            "eventTime": "2026-11-29T12:00:00.000Z", "eventName": "ObjectCreated:CompleteMultipartUpload",
+            "eventTime": "2026-11-30T12:00:00.000Z", "eventName": name,
+            "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+            "requestParameters": {"sourceIPAddress": "203.0.113.7"},
+            "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
             "s3": {
                 "s3SchemaVersion": "1.0", "configurationId": "vtp-splitter",
-                "bucket": {"name": INPUT, "arn": f"arn:aws:s3:::{INPUT}"},
-                "object": {"key": quote_plus(key), "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"},
+                "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": f"arn:aws:s3:::{bucket}"},
+                "object": obj,
             },
         }]
     }
 
 
-def keys(s3, bucket: str, prefix: str = "") -> list[str]:
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+def write_map_results(aws: Aws, job_id: str, items: list[dict], outputs: list[dict]) -> dict:
+    """The Distributed Map's ResultWriter files for these encoder outputs, laid out as Step
+    Functions writes them: <prefix>/<map run id>/manifest.json names SUCCEEDED_0.json, a list of
+    child executions whose "Output" is the encoder's result as a JSON string. Returns the
+    ResultWriterDetails that the workflow hands the merger."""
+    run = str(uuid.uuid4())
+    folder = f"{MAP_RESULTS}/{run}"
+    map_run = f"arn:aws:states:{REGION}:{ACCOUNT}:mapRun:vtp/EncodeChunks:{run}"
+    executions = []
+    for item, output in zip(items, outputs):
+        name = str(uuid.uuid4())
+        selected = {"job_id": job_id, "work_bucket": WORK, "chunk": item["chunk"]}
+        executions.append({
+            "ExecutionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:vtp/EncodeChunks:{name}",
+            "Input": json.dumps(selected), "InputDetails": {"Included": True}, "Name": name,
+            "Output": json.dumps(output), "OutputDetails": {"Included": True},
+            "RedriveCount": 0, "RedriveStatus": "NOT_REDRIVABLE",
+            "RedriveStatusReason": "Execution is SUCCEEDED and cannot be redriven",
+            "StartDate": "2026-11-30T12:00:01.000Z", "StateMachineArn": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:vtp/EncodeChunks",
+            "Status": "SUCCEEDED", "StopDate": "2026-11-30T12:00:09.000Z",
+        })
+    executions.reverse()  # the Map does not keep the items' order
+    body = json.dumps(executions).encode()
+    aws.s3.put_object(Bucket=WORK, Key=f"{folder}/SUCCEEDED_0.json", Body=body)
+    manifest = {
+        "DestinationBucket": WORK, "MapRunArn": map_run,
+        "ResultFiles": {"FAILED": [], "PENDING": [], "SUCCEEDED": [{"Key": f"{folder}/SUCCEEDED_0.json", "Size": len(body)}]},
+    }
+    aws.s3.put_object(Bucket=WORK, Key=f"{folder}/manifest.json", Body=json.dumps(manifest).encode())
+    return {"Bucket": WORK, "Key": f"{folder}/manifest.json"}
 
 
-def job_item(job_id: str) -> dict:
-    return boto3.resource("dynamodb", region_name=REGION).Table(TABLE).get_item(Key={"job_id": job_id})["Item"]
+class Recording:
+    """An ObjectStore that records which keys were read through it."""
+
+    def __init__(self, store: S3Store):
+        self._store = store
+        self.read: list[str] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def get_json(self, key: str):
+        self.read.append(key)
+        return self._store.get_json(key)
+
+    def download(self, key: str, path: Path):
+        self.read.append(key)
+        return self._store.download(key, path)
 
 
-def executions() -> list[dict]:
-    client = boto3.client("stepfunctions", region_name=REGION)
-    arn = client.list_state_machines()["stateMachines"][0]["stateMachineArn"]
-    return client.list_executions(stateMachineArn=arn)["executions"]
+class NoSourceReads:
+    def source(self, obj):
+        raise AssertionError(f"the merger opened the source {obj.uri}")
 
 
-def run_splitter(event: dict) -> dict:
+# --- one job through the splitter, the encoders and the merger ------------------------------
+
+
+@dataclass
+class Published:
+    job_id: str
+    clip: Path
+    key: str
+    event: dict
+    started: dict
+    starts: list[dict]
+    items: list[dict]
+    outputs: list[dict]
+    written: dict
+    merged: dict
+    merge_reads: list[str]
+    folder: Path
+    manifest: dict
+
+
+PADDING = 16 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def padded(clip, tmp_path_factory) -> Path:
+    """The "irregular" clip (mp4, audio, keyframes off every grid) with a 16 MiB `free` box
+    after its media, which no reader needs: a stand-in for a large upload, whose size the
+    splitter's reads must not follow (on a few-hundred-KB clip, ffmpeg's read-ahead and the
+    probes' overlap add up to about the whole file)."""
+    path = tmp_path_factory.mktemp("padded") / "irregular_padded.mp4"
+    path.write_bytes(clip("irregular").read_bytes() + (PADDING + 8).to_bytes(4, "big") + b"free" + bytes(PADDING))
+    return path
+
+
+@pytest.fixture(scope="module")
+def published(aws, padded, clip, small_config, tmp_path_factory) -> Published:
+    source = padded
+    key = "uploads/My holiday (1).mp4"
+    put = aws.upload(source, key)
+    event = s3_event(INPUT, key, put, source.stat().st_size)
+    from vtp.handlers.splitter import start_execution
+
+    starts: list[dict] = []
+
+    def record_start(*, name: str, execution_input: dict) -> None:
+        starts.append({"name": name, "input": execution_input})
+        start_execution(name=name, execution_input=execution_input)
+
+    buckets, store = aws.buckets(), aws.store()
+    [obj] = sources_in_event(event)
+    started = start_job(obj, buckets=buckets, store=store, start_execution=record_start, config=small_config)
+    job_id = started["job_id"]
+
+    # A second upload to the same key: the job keeps reading its own version.
+    aws.upload(clip("silent"), key)
+
+    items = aws.get_json(WORK, starts[0]["input"]["chunks_key"])
+
+    def encode(item: dict) -> dict:
+        return encode_chunk(job_id, item["chunk"], buckets=buckets, store=store, attempt=0,
+                            worker=f"worker-{item['chunk']['index']}")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outputs = list(pool.map(encode, items))
+    written = write_map_results(aws, job_id, items, outputs)
+
+    work, output = Recording(buckets.work), Recording(buckets.output)
+    merger_buckets = Buckets(input=NoSourceReads(), work=work, output=output, work_bucket_name=WORK)  # type: ignore[arg-type]
+    merged = merge_and_publish(job_id, written, buckets=merger_buckets, store=store)
+
+    folder = aws.download(f"{job_id}/", tmp_path_factory.mktemp("published"))
+    manifest = check_against_source(folder, source)
+    return Published(job_id, source, key, event, started, starts, items, outputs, written, merged,
+                     work.read + output.read, folder, manifest)
+
+
+def test_the_splitter_claims_plans_and_starts_one_named_execution(aws, published):
+    job_id = published.job_id
+    assert published.started == {"job_id": job_id, "status": "STARTED", "chunks": len(published.items)}
+    assert job_id.startswith("my-holiday-1-") and len(published.items) == 3
+    [start] = published.starts
+    assert start["name"] == job_id
+    assert start["input"] == {
+        "job_id": job_id, "work_bucket": WORK, "chunks_key": f"jobs/{job_id}/chunks.json",
+        "source": {"bucket": INPUT, "key": published.key},
+    }
+    assert aws.execution_input(job_id) == start["input"]
+    assert [item["chunk"]["index"] for item in published.items] == [0, 1, 2]
+    job = aws.get_json(WORK, f"jobs/{job_id}/job.json")
+    assert job["job_id"] == job_id and job["source"]["key"] == published.key and job["source"]["versioned"]
+    assert job["source"]["version"] == published.event["Records"][0]["s3"]["object"]["versionId"]
+
+
+def test_the_whole_job_publishes_a_correct_ladder(aws, published):
+    job_id = published.job_id
+    assert published.merged == {"job_id": job_id, "status": "COMPLETE", "manifest_key": f"{job_id}/manifest.json"}
+    manifest = published.manifest  # check_against_source passed on the downloaded folder
+    assert manifest["job_id"] == job_id and manifest["input"] == f"s3://{INPUT}/{published.key}"
+    assert [r["name"] for r in manifest["renditions"]] == ["180p", "120p"] and manifest["chunks"] == 3
+    item = aws.item(job_id)
+    assert item["status"] == "COMPLETE" and item["stage"] == "done"
+    assert item["chunks_done"] == item["chunks_total"] == 3
+    assert set(item["stage_times"]) == {"split", "encode", "merge", "done"}
+    assert aws.s3.head_object(Bucket=OUTPUT, Key=f"{job_id}/master.m3u8")["ContentType"] == "application/vnd.apple.mpegurl"
+    assert aws.s3.head_object(Bucket=OUTPUT, Key=f"{job_id}/manifest.mpd")["ContentType"] == "application/dash+xml"
+    segment = next(k for k in aws.keys(OUTPUT, f"{job_id}/180p/") if k.endswith(".m4s"))
+    assert aws.s3.head_object(Bucket=OUTPUT, Key=segment)["ContentType"] == "video/iso.segment"
+
+
+def test_the_encoders_results_are_their_facts(published):
+    for item, output in zip(published.items, published.outputs):
+        index = item["chunk"]["index"]
+        assert output["index"] == index and output["worker"] == f"worker-{index}" and output["attempt"] == 0
+        assert set(output["video"]) == {"180p", "120p"} and output["audio"] is not None
+        assert output["figures"]["bytes_read"] > 0 and output["figures"]["bytes_written"] > 0
+    assert len(json.dumps(published.outputs[0])) < 16_000  # small enough for the Map's state payloads
+
+
+def test_only_json_in_the_work_bucket_and_little_read_by_the_splitter(aws, published):
+    work = aws.keys(WORK)
+    assert work and all(key.endswith(".json") for key in work), work
+    stages = published.manifest["stages"]
+    size = published.clip.stat().st_size
+    # Ranged reads of what probing needs, never a download of the object.
+    assert 0 < stages["split"]["bytes_read"] < size / 8, (stages["split"], size)
+    assert stages["split"]["requests"] >= 3
+    # Each encoder reads its own range (with pre-roll and ffmpeg's read-ahead), none the object.
+    assert stages["encode"]["chunks"] == 3
+    assert all(0 < output["figures"]["bytes_read"] < size / 8 for output in published.outputs)
+    assert stages["encode"]["sum"]["bytes_read"] < size / 2, stages["encode"]
+
+
+def test_the_merger_reads_only_the_job_and_the_map_results(published):
+    job_id = published.job_id
+    assert published.merge_reads and all(key.endswith(".json") for key in published.merge_reads)
+    assert set(published.merge_reads) <= {f"jobs/{job_id}/job.json", published.written["Key"],
+                                          published.written["Key"].replace("manifest.json", "SUCCEEDED_0.json")}
+    merge = published.manifest["stages"]["merge"]
+    assert merge["bytes_read"] == 0 and merge["bytes_written"] > 0
+
+
+def test_a_duplicate_event_starts_nothing_more(aws, published, small_config):
+    before = aws.executions()
+    [obj] = sources_in_event(published.event)
+    again = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, config=small_config)
+    assert again == {"job_id": published.job_id, "status": "DUPLICATE"}
     from vtp.handlers import splitter
 
-    return splitter.handler(event, FakeLambdaContext())
+    assert splitter.handler(published.event, context()) == {"jobs": [{"job_id": published.job_id, "status": "DUPLICATE"}]}
+    assert aws.executions() == before
+    assert aws.item(published.job_id)["status"] == "COMPLETE"
 
 
-def test_splitter_starts_one_job_for_a_url_encoded_key(aws, clip):
-    key = "uploads/My Holiday (1) + more.mp4"
-    aws.upload_file(str(clip), INPUT, key)
-    result = run_splitter(s3_event(key, clip.stat().st_size))
+def _no_start(**kwargs):
+    raise AssertionError(f"a workflow was started: {kwargs}")
 
-    [job] = result["jobs"]
-    assert job["status"] == "STARTED"
+
+# --- refused uploads ------------------------------------------------------------------------
+
+
+def _only_the_failed_manifest(aws: Aws, job_id: str, code: str) -> dict:
+    assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json"]
+    assert aws.keys(WORK, f"jobs/{job_id}/") == []
+    assert job_id not in {e["name"] for e in aws.executions()}
+    manifest = aws.get_json(OUTPUT, f"{job_id}/manifest.json")
+    assert manifest["status"] == "FAILED" and manifest["error"]["code"] == code and manifest["failed_stage"] == "split"
+    item = aws.item(job_id)
+    assert item["status"] == "FAILED" and item["error_code"] == code and item["stage"] == "failed:split"
+    assert item["error_message"] == manifest["error"]["message"]
+    return manifest
+
+
+def test_a_text_file_fails_in_the_splitter_with_its_reason(aws, tmp_path, small_config):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video, just some words\n" * 50)
+    put = aws.upload(bad, "uploads/notes.mp4")
+    [obj] = sources_in_event(s3_event(INPUT, "uploads/notes.mp4", put, bad.stat().st_size))
+    result = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, config=small_config)
+    assert result["status"] == "FAILED" and result["error"]["code"] == "UNSUPPORTED_INPUT"
+    assert result["error"]["message"].startswith("not a media file ffmpeg can read")
+    manifest = _only_the_failed_manifest(aws, result["job_id"], result["error"]["code"])
+    assert manifest["error"] == result["error"] and manifest["input"] == f"s3://{INPUT}/uploads/notes.mp4"
+
+
+def test_an_empty_upload_is_refused_before_any_read(aws, tmp_path, small_config):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    put = aws.upload(empty, "uploads/empty.mp4")
+    [obj] = sources_in_event(s3_event(INPUT, "uploads/empty.mp4", put, 0))
+    result = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, config=small_config)
+    assert result["status"] == "FAILED" and result["error"]["code"] == "EMPTY_INPUT"
+    manifest = _only_the_failed_manifest(aws, result["job_id"], "EMPTY_INPUT")
+    assert manifest["stages"]["split"]["bytes_read"] == 0 and manifest["stages"]["split"]["requests"] == 0
+
+
+# --- an unversioned bucket: the ETag pinned with If-Match -------------------------------------
+
+
+def test_an_unversioned_upload_is_read_by_its_etag_and_an_overwrite_fails_the_old_job(aws, clip, small_config):
+    from vtp.handlers import failure
+
+    source = clip("vfr")
+    put = aws.upload(source, "vfr clip.mp4", bucket=PLAIN_INPUT)
+    event = s3_event(PLAIN_INPUT, "vfr clip.mp4", put, source.stat().st_size)
+    [obj] = sources_in_event(event)
+    assert not obj.versioned and obj.version == put["ETag"].strip('"')
+    buckets, store = aws.buckets(), aws.store()
+    starts = []
+    result = start_job(obj, buckets=buckets, store=store, config=small_config,
+                       start_execution=lambda **kwargs: starts.append(kwargs))
+    assert result["status"] == "STARTED" and len(starts) == 1
+    job_id = result["job_id"]
+    items = aws.get_json(WORK, f"jobs/{job_id}/chunks.json")
+    assert len(items) == 2
+
+    # The URL pins the ETag with an If-Match header, signed (SigV4) so that it cannot be left out.
+    reader = buckets.input.source(obj)
+    assert dict(reader.headers) == {"If-Match": put["ETag"]}
+    assert "X-Amz-SignedHeaders=host%3Bif-match" in reader.url and "versionId" not in reader.url
+    assert encode_chunk(job_id, items[0]["chunk"], buckets=buckets, store=store)["index"] == 0
+
+    # A new upload to the same key: the old job's reads now fail (412), they never mix uploads.
+    aws.upload(clip("silent"), "vfr clip.mp4", bucket=PLAIN_INPUT)
+    with pytest.raises(InputError) as raised:  # an input problem: the workflow does not retry it
+        encode_chunk(job_id, items[1]["chunk"], buckets=buckets, store=store)
+    assert str(raised.value).startswith("INPUT_NOT_FOUND: ") and "overwritten" in str(raised.value)
+    assert store.chunk_errors(job_id) == {"chunk_00001": {"code": "INPUT_NOT_FOUND", "message": raised.value.__cause__.message}}
+    assert not [k for k in aws.keys(OUTPUT, f"{job_id}/") if "/segment_" in k and not k.endswith("_0.m4s")]
+
+    # The failed Map says only that too many children failed; the job still gets the chunk's reason.
+    state = {"job_id": job_id, "work_bucket": WORK, "chunks_key": f"jobs/{job_id}/chunks.json",
+             "source": {"bucket": PLAIN_INPUT, "key": "vfr clip.mp4"}}
+    map_error = {"Error": "States.ExceedToleratedFailureThreshold",
+                 "Cause": "The specified tolerated failure threshold was exceeded"}
+    failed = failure.handler({**state, "error": map_error}, context())
+    assert failed["status"] == "FAILED" and failed["error"]["code"] == "INPUT_NOT_FOUND"
+    assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json"]
+    assert aws.get_json(OUTPUT, f"{job_id}/manifest.json")["failed_stage"] == "encode"
+    item = aws.item(job_id)
+    assert item["error_code"] == "INPUT_NOT_FOUND" and item["stage"] == "failed:encode"
+
+
+def test_an_upload_gone_before_the_splitter_reads_it_is_input_not_found(aws, clip, small_config):
+    source = clip("silent")
+    # Unversioned, overwritten between the event and the probe.
+    put = aws.upload(source, "replaced.mp4", bucket=PLAIN_INPUT)
+    event = s3_event(PLAIN_INPUT, "replaced.mp4", put, source.stat().st_size)
+    aws.upload(clip("vfr"), "replaced.mp4", bucket=PLAIN_INPUT)
+    # Versioned, that version deleted.
+    put_versioned = aws.upload(source, "deleted.mp4")
+    versioned_event = s3_event(INPUT, "deleted.mp4", put_versioned, source.stat().st_size)
+    aws.s3.delete_object(Bucket=INPUT, Key="deleted.mp4", VersionId=put_versioned["VersionId"])
+    for event, how in ((event, "overwritten or deleted"), (versioned_event, "deleted")):
+        [obj] = sources_in_event(event)
+        result = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, config=small_config)
+        assert result["status"] == "FAILED" and result["error"]["code"] == "INPUT_NOT_FOUND", result
+        assert result["error"]["message"] == f"{obj.uri} was {how} after the upload that started this job"
+        _only_the_failed_manifest(aws, result["job_id"], "INPUT_NOT_FOUND")
+
+
+# --- the Lambda handlers themselves -------------------------------------------------------------
+
+
+def test_the_handlers_run_a_job_with_a_retried_chunk_and_then_fail_it(aws, clip, tmp_path, monkeypatch):
+    """Splitter, encoder (chunk 0's first attempt fails on purpose, its retry succeeds),
+    merger and failure handlers with the events the S3 notification and the workflow send."""
+    from vtp.handlers import encoder, failure, merger, splitter
+
+    monkeypatch.setenv(VTP_FAULT, "0")
+    source = clip("mpg")
+    key = "handlers/an mpeg clip.mpg"
+    put = aws.upload(source, key)
+    started = splitter.handler(s3_event(INPUT, key, put, source.stat().st_size), context())
+    [job] = started["jobs"]
+    assert job["status"] == "STARTED" and job["chunks"] >= 2
     job_id = job["job_id"]
-    assert job_id.startswith("my-holiday-1-more-")
-    work = keys(aws, WORK, f"jobs/{job_id}/")
-    chunks = json.loads(aws.get_object(Bucket=WORK, Key=f"jobs/{job_id}/chunks.json")["Body"].read())
-    assert len(chunks) == job["chunks"] >= 2
-    assert [f"jobs/{job_id}/pieces/chunk_{i:05d}.nut" for i in range(len(chunks))] == [k for k in work if "/pieces/" in k]
-    assert f"jobs/{job_id}/job.json" in work
-    item = job_item(job_id)
-    assert item["status"] == "RUNNING" and item["stage"] == "encode" and item["input"] == f"s3://{INPUT}/{key}"
-    [execution] = executions()
-    assert execution["name"] == job_id
-    assert keys(aws, OUTPUT) == []
+    state = aws.execution_input(job_id)
+    assert state["chunks_key"] == f"jobs/{job_id}/chunks.json" and state["source"] == {"bucket": INPUT, "key": key}
+    item = aws.item(job_id)
+    assert item["status"] == "RUNNING" and item["stage"] == "encode" and item["chunks_total"] == job["chunks"]
+    settings = aws.get_json(WORK, f"jobs/{job_id}/job.json")["config"]
+    assert [rung["name"] for rung in settings["ladder"]] == ["240p"] and settings["preset"] == "ultrafast"
 
-
-def test_a_duplicate_event_starts_nothing_more(aws, clip):
-    aws.upload_file(str(clip), INPUT, "clip.mp4")
-    event = s3_event("clip.mp4", clip.stat().st_size)
-    first = run_splitter(event)["jobs"][0]
-    second = run_splitter(event)["jobs"][0]
-    third = run_splitter(event)["jobs"][0]
-    assert first["status"] == "STARTED"
-    assert second == third == {"job_id": first["job_id"], "status": "DUPLICATE"}
-    assert len(executions()) == 1
-    assert len(boto3.client("dynamodb", region_name=REGION).scan(TableName=TABLE)["Items"]) == 1
-
-
-def test_a_new_version_of_the_same_key_is_a_new_job(aws, clip):
-    aws.upload_file(str(clip), INPUT, "clip.mp4")
-    first = run_splitter(s3_event("clip.mp4", clip.stat().st_size, etag="aaa"))["jobs"][0]
-    second = run_splitter(s3_event("clip.mp4", clip.stat().st_size, etag="bbb"))["jobs"][0]
-    assert first["job_id"] != second["job_id"]
-    assert {e["name"] for e in executions()} == {first["job_id"], second["job_id"]}
-
-
-def test_a_bad_input_fails_the_job_with_its_reason_and_no_workflow(aws, tmp_path):
-    bad = tmp_path / "song.mp4"
-    bad.write_bytes(b"not a video at all " * 100)
-    aws.upload_file(str(bad), INPUT, "song.mp4")
-    [job] = run_splitter(s3_event("song.mp4", bad.stat().st_size))["jobs"]
-
-    assert job["status"] == "FAILED" and job["error"]["code"] == "UNSUPPORTED_INPUT"
-    item = job_item(job["job_id"])
-    assert item["status"] == "FAILED" and item["error_code"] == "UNSUPPORTED_INPUT"
-    assert executions() == []
-    assert keys(aws, OUTPUT) == [f"{job['job_id']}/manifest.json"]
-    manifest = json.loads(aws.get_object(Bucket=OUTPUT, Key=f"{job['job_id']}/manifest.json")["Body"].read())
-    assert manifest["status"] == "FAILED" and manifest["error"]["code"] == "UNSUPPORTED_INPUT"
-    assert keys(aws, WORK) == []
-
-
-def test_the_whole_job_through_the_handlers_publishes_a_correct_ladder(aws, clip, tmp_path, monkeypatch):
-    from vtp.handlers import audio, encoder, failure, merger
-
-    monkeypatch.setenv("VTP_FAIL_FIRST_ATTEMPT_CHUNK", "1")
-    aws.upload_file(str(clip), INPUT, "clip.mp4")
-    [job] = run_splitter(s3_event("clip.mp4", clip.stat().st_size))["jobs"]
-    job_id = job["job_id"]
-    execution_input = json.loads(
-        boto3.client("stepfunctions", region_name=REGION).describe_execution(
-            executionArn=executions()[0]["executionArn"]
-        )["input"]
-    )
-    assert execution_input["chunks_key"] == f"jobs/{job_id}/chunks.json"
-    items = json.loads(aws.get_object(Bucket=WORK, Key=execution_input["chunks_key"])["Body"].read())
-
-    from vtp.aws.pipeline import InjectedFault
-
-    for item in items:
-        event = {"job_id": job_id, "work_bucket": WORK, "chunk": item["chunk"]}
-        if item["chunk"]["index"] == 1:
+    items = aws.get_json(WORK, state["chunks_key"])
+    outputs = []
+    for map_item in items:
+        # The Map's ItemSelector and the task's payload: {job_id, work_bucket, chunk, attempt}.
+        event = {"job_id": job_id, "work_bucket": state["work_bucket"], "chunk": map_item["chunk"], "attempt": 0}
+        if map_item["chunk"]["index"] == 0:
             with pytest.raises(InjectedFault):
-                encoder.handler(event, FakeLambdaContext())
-        result = encoder.handler(event, FakeLambdaContext())  # the workflow's retry
-        assert result["chunk"] == item["chunk"]["index"] and result["bytes"] > 0
-    assert audio.handler(execution_input, FakeLambdaContext())["audio"] is True
-    assert job_item(job_id)["chunks_done"] == len(items)
+                encoder.handler(event, context())
+            event["attempt"] = 1  # $$.State.RetryCount on the retry
+        result = encoder.handler(event, context(f"request-{map_item['chunk']['index']}"))
+        assert result["index"] == map_item["chunk"]["index"] and result["attempt"] == event["attempt"]
+        assert result["worker"] == f"request-{map_item['chunk']['index']}"
+        outputs.append(result)
+    # Only chunk 0, only once: a marker in the work bucket remembers the injected fault.
+    assert aws.keys(WORK, f"jobs/{job_id}/faults/") == [f"jobs/{job_id}/faults/chunk_00000"]
+    assert aws.item(job_id)["chunks_done"] == len(items)
 
-    published = merger.handler(execution_input, FakeLambdaContext())
-    assert published == {"job_id": job_id, "status": "COMPLETE", "manifest_key": f"{job_id}/manifest.json"}
-    item = job_item(job_id)
-    assert item["status"] == "COMPLETE" and item["stage"] == "done"
+    written = write_map_results(aws, job_id, items, outputs)
+    merged = merger.handler({**state, "encode": {"chunks": written}}, context())
+    assert merged == {"job_id": job_id, "status": "COMPLETE", "manifest_key": f"{job_id}/manifest.json"}
+    manifest = check_against_source(aws.download(f"{job_id}/", tmp_path / "out"), source)
+    assert [r["name"] for r in manifest["renditions"]] == ["240p"]
 
-    local = tmp_path / "downloaded"
-    for key in keys(aws, OUTPUT, f"{job_id}/"):
-        target = local / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        aws.download_file(OUTPUT, key, str(target))
-    head = aws.head_object(Bucket=OUTPUT, Key=f"{job_id}/hls/master.m3u8")
-    assert head["ContentType"] == "application/vnd.apple.mpegurl"
-    info = probe(clip)
-    check_against_source(local / job_id, info)
-
-    # A failure caught later removes what was published and leaves the FAILED manifest.
-    cause = json.dumps({"errorType": "PipelineError", "errorMessage": "ENCODE_FAILED: encoding chunk_00002 failed"})
-    failure.handler({**execution_input, "error": {"Error": "PipelineError", "Cause": cause}}, FakeLambdaContext())
-    assert keys(aws, OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json"]
-    item = job_item(job_id)
-    assert item["status"] == "FAILED" and item["error_code"] == "ENCODE_FAILED"
+    # A failure caught after publishing: partial output goes, the FAILED manifest stays.
+    cause = json.dumps({"errorType": "InputError", "errorMessage": "CORRUPT_INPUT: the video data is truncated",
+                        "stackTrace": ["  File \"/var/task/vtp/handlers/encoder.py\" ..."]})
+    failed = failure.handler({**state, "encode": {"chunks": written}, "error": {"Error": "InputError", "Cause": cause}}, context())
+    assert failed == {"job_id": job_id, "status": "FAILED",
+                      "error": {"code": "CORRUPT_INPUT", "message": "the video data is truncated"}}
+    assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json"]
+    failed_manifest = aws.get_json(OUTPUT, f"{job_id}/manifest.json")
+    assert failed_manifest["status"] == "FAILED" and failed_manifest["input"] == f"s3://{INPUT}/{key}"
+    assert failed_manifest["failed_stage"] == "merge"
+    item = aws.item(job_id)
+    assert item["status"] == "FAILED" and item["error_code"] == "CORRUPT_INPUT" and item["stage"] == "failed:merge"
 
 
-def test_a_file_over_the_size_limit_is_refused_from_the_event_before_any_download(aws, clip, monkeypatch):
-    monkeypatch.setenv("VTP_MAX_BYTES", "1000")
-    aws.upload_file(str(clip), INPUT, "big.mp4")
-    [job] = run_splitter(s3_event("big.mp4", clip.stat().st_size))["jobs"]
-    assert job["status"] == "FAILED" and job["error"]["code"] == "INPUT_TOO_LARGE"
-    assert "over the limit of 1,000" in job["error"]["message"]
-    assert executions() == [] and keys(aws, WORK) == []
+def test_the_splitter_handler_reports_every_record(aws, tmp_path):
+    from vtp.handlers import splitter
+
+    empty = tmp_path / "nothing here.mov"
+    empty.write_bytes(b"")
+    put = aws.upload(empty, "handlers/nothing here.mov")
+    event = s3_event(INPUT, "handlers/nothing here.mov", put, 0)
+    removed = json.loads(json.dumps(event["Records"][0]))
+    removed["eventName"] = "ObjectRemoved:Delete"
+    event["Records"].append(removed)
+    result = splitter.handler(event, context())
+    [job] = result["jobs"]
+    assert job["status"] == "FAILED" and job["error"]["code"] == "EMPTY_INPUT"
+    assert job["job_id"].startswith("nothing-here-")
+    assert aws.keys(OUTPUT, f"{job['job_id']}/") == [f"{job['job_id']}/manifest.json"]

@@ -9,7 +9,6 @@ import pytest
 from tests.support.checks import check_against_source, load_manifest
 from vtp.core.config import PipelineConfig, ladder_from_names
 from vtp.core.jobstore import JobStatus
-from vtp.core.probe import probe
 from vtp.local.jobstore import SqliteJobStore
 from vtp.local.runner import run_job
 from vtp.synth import ClipSpec, generate_clip
@@ -27,13 +26,15 @@ VARIANTS = {
     "vfr": ClipSpec(duration_s=5.0, width=480, height=270, vfr=True),
     "webm_vp9": ClipSpec(duration_s=4.0, width=480, height=270, container="webm"),
     "mpeg2_ps": ClipSpec(duration_s=5.0, width=720, height=480, fps="30000/1001", container="mpg"),
+    "mpeg_ts": ClipSpec(duration_s=5.0, width=640, height=360, fps="25", container="ts", source_gop_s=1.0),
+    "mkv": ClipSpec(duration_s=4.0, width=480, height=270, container="mkv"),
 }
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("clips")
-    suffix = {"webm": "webm", "mpg": "mpg"}
+    suffix = {"webm": "webm", "mpg": "mpg", "ts": "ts", "mkv": "mkv"}
     return {
         name: generate_clip(folder / f"{name}.{suffix.get(spec.container, 'mp4')}", spec)
         for name, spec in VARIANTS.items()
@@ -43,31 +44,34 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_kind_of_input_makes_a_correct_ladder(variant, clips, tmp_path):
     source = clips[variant]
-    info = probe(source)
     store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     result = run_job(source, tmp_path / "out", config=SMALL, workers=2, store=store)
 
     assert result.status is JobStatus.COMPLETE, result.error
-    manifest = check_against_source(result.folder, info)
+    manifest = check_against_source(result.folder, source)
     assert manifest["chunks"] >= 2
     top = manifest["renditions"][0]
     if VARIANTS[variant].rotation in (90, 270):
         assert top["height"] > top["width"], "a portrait source gives portrait renditions"
     record = store.get(result.job_id)
     assert record.status is JobStatus.COMPLETE and record.chunks_done == record.chunks_total == manifest["chunks"]
-    assert not (tmp_path / "out" / ".work").exists(), "intermediate chunks are cleaned up"
+    assert not (tmp_path / "out" / ".work").exists(), "scratch files are cleaned up"
     assert [p.name for p in (tmp_path / "out").iterdir()] == [result.job_id], "nothing but the job folder"
+    # Each media segment is written once: the folder holds the ladder's bytes and text.
+    media = sum(p.stat().st_size for p in result.folder.rglob("*.m4s"))
+    ladder = sum(r["size_bytes"] for r in manifest["renditions"]) + (manifest["audio"] or {}).get("size_bytes", 0)
+    assert media == ladder
 
 
 def test_sample_media_makes_a_correct_four_rung_ladder(tmp_path):
     samples = sorted(Path("sample_media").glob("*.mp4"))
     assert samples, "sample_media/ holds the sample clip"
     source = samples[0]
-    info = probe(source)
     result = run_job(source, tmp_path / "out", config=PipelineConfig(preset="ultrafast"), workers=2)
     assert result.status is JobStatus.COMPLETE, result.error
-    manifest = check_against_source(result.folder, info)
-    expected = [r.name for r in PipelineConfig().ladder if r.height <= min(info.video.display_width, info.video.display_height) * 1.05]
+    manifest = check_against_source(result.folder, source)
+    short_side = min(manifest["source"]["width"], manifest["source"]["height"])
+    expected = [r.name for r in PipelineConfig().ladder if r.height <= short_side * 1.05]
     assert [r["name"] for r in manifest["renditions"]] == expected
 
 
@@ -87,15 +91,15 @@ def test_bad_input_fails_with_a_reason_and_publishes_nothing(tmp_path):
 
 
 def test_a_failure_mid_encode_leaves_only_a_failed_manifest(clips, tmp_path, monkeypatch):
-    from vtp.core import job as stages
+    from vtp.core import stages
     from vtp.core.errors import ErrorCode, PipelineError
 
     real = stages.encode_chunk
 
-    def failing_on_second_chunk(chunk, *args, **kwargs):
+    def failing_on_second_chunk(source, chunk, *args, **kwargs):
         if chunk.index == 1:
             raise PipelineError(ErrorCode.ENCODE_FAILED, "encoding chunk_00001 failed: injected")
-        return real(chunk, *args, **kwargs)
+        return real(source, chunk, *args, **kwargs)
 
     monkeypatch.setattr(stages, "encode_chunk", failing_on_second_chunk)
     result = run_job(clips["no_audio"], tmp_path / "out", config=SMALL, workers=2)

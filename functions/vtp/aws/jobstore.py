@@ -42,11 +42,10 @@ class DynamoJobStore:
         record.created_at = record.created_at or now_iso()
         record.updated_at = record.created_at
         record.stage_times = {record.stage: record.created_at, **record.stage_times}
+        # chunk_errors: each failing encoder's reason, by chunk name (see set_chunk_error).
+        item = {**_to_dynamo(record.to_dict()), "chunk_errors": {}}
         try:
-            self.table.put_item(
-                Item=_to_dynamo(record.to_dict()),
-                ConditionExpression="attribute_not_exists(job_id)",
-            )
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(job_id)")
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise JobAlreadyExists(record.job_id) from None
@@ -69,13 +68,55 @@ class DynamoJobStore:
             ExpressionAttributeValues=values,
         )
 
-    def add_chunk_done(self, job_id: str) -> None:
-        """Count a finished chunk atomically (encoders run in parallel)."""
+    def add_chunk_done(self, job_id: str, chunk: str | None = None) -> None:
+        """Count a finished chunk atomically (encoders run in parallel); a failure recorded
+        by an earlier attempt of the same chunk is cleared with it."""
+        count = {
+            "Key": {"job_id": job_id},
+            "UpdateExpression": "ADD chunks_done :one SET updated_at = :now",
+            "ExpressionAttributeValues": {":one": 1, ":now": now_iso()},
+        }
+        if chunk is not None:
+            try:
+                self.table.update_item(
+                    **{**count, "UpdateExpression": count["UpdateExpression"] + " REMOVE chunk_errors.#chunk"},
+                    ExpressionAttributeNames={"#chunk": chunk},
+                )
+                return
+            except ClientError as error:
+                # A record made before chunk_errors existed (a job in flight across a deploy).
+                if error.response["Error"]["Code"] != "ValidationException":
+                    raise
+        self.table.update_item(**count)
+
+    def set_chunk_error(self, job_id: str, chunk: str, error: dict[str, str]) -> None:
+        """Record why a chunk's encoder failed ({"code", "message"}). A failed Distributed Map
+        tells the workflow only that too many children failed, so the failure path reads these."""
         self.table.update_item(
             Key={"job_id": job_id},
-            UpdateExpression="ADD chunks_done :one SET updated_at = :now",
-            ExpressionAttributeValues={":one": 1, ":now": now_iso()},
+            UpdateExpression="SET chunk_errors.#chunk = :error, updated_at = :now",
+            ExpressionAttributeNames={"#chunk": chunk},
+            ExpressionAttributeValues={":error": error, ":now": now_iso()},
         )
+
+    def chunk_errors(self, job_id: str) -> dict[str, dict[str, str]]:
+        """The failures recorded by encoders whose chunk has not succeeded since, by chunk name.
+
+        Read through UpdateItem's ReturnValues (touching updated_at): the failure function's
+        role may update the job's item but not get it."""
+        try:
+            attributes = self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET updated_at = :now",
+                ConditionExpression="attribute_exists(job_id)",
+                ExpressionAttributeValues={":now": now_iso()},
+                ReturnValues="ALL_NEW",
+            ).get("Attributes", {})
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return {}
+            raise
+        return _from_dynamo(attributes.get("chunk_errors") or {})
 
     def get(self, job_id: str) -> JobRecord | None:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")

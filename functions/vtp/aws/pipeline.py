@@ -17,6 +17,8 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -83,6 +85,20 @@ class SourceReader:
     def source(self, obj: SourceObject) -> Source:
         url, headers = self._presign(obj, URL_LIFETIME_S)
         return url_source(url, name=obj.uri, size_bytes=obj.size, headers=headers)
+
+    def readable(self, obj: SourceObject) -> bool:
+        """Whether the job's version can still be read: False once it was deleted or (in an
+        unversioned bucket) overwritten, which no retry can mend. One ranged GET of one byte;
+        any other answer (or none) counts as readable, so a passing problem is still retried."""
+        url, headers = self._presign(obj, 60)
+        request = urllib.request.Request(url, headers={**headers, "Range": "bytes=0-0"})
+        try:
+            with urllib.request.urlopen(request, timeout=10):
+                return True
+        except urllib.error.HTTPError as error:
+            return error.code not in (404, 412)
+        except OSError:
+            return True
 
 
 @dataclass(frozen=True)
@@ -188,7 +204,7 @@ def start_job(
         start_execution(name=job_id, execution_input=execution_input)
         return {"job_id": job_id, "status": "STARTED", "chunks": len(plan.chunks)}
     except Exception as failure:
-        error = _pipeline_error(failure)
+        error = _source_gone(_pipeline_error(failure), buckets, source)
         stage_figures = Stages(split=split, encode=None, merge=StageFigures(), total_s=time.time() - started_at)
         fail_job(job_id, source.uri, error, buckets=buckets, store=store, stage="split", figures=stage_figures)
         if logger:
@@ -214,12 +230,45 @@ def encode_chunk(job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, s
                 scratch=work, output=buckets.output, prefix=f"{job_id}/",
             )
         except PipelineError as error:
-            raise (InputError(str(error)) if error.code.is_input_problem else error) from error
-        if hasattr(store, "add_chunk_done"):
-            store.add_chunk_done(job_id)
-        return dataclasses.replace(result, attempt=attempt, worker=worker).to_dict()
+            _raise_for_workflow(_source_gone(error, buckets, job.source))
+    except Exception as failure:
+        _record_chunk_error(store, job_id, chunk, _pipeline_error(failure))
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if hasattr(store, "add_chunk_done"):
+        store.add_chunk_done(job_id, chunk=chunk.name)  # also clears an earlier attempt's error
+    return dataclasses.replace(result, attempt=attempt, worker=worker).to_dict()
+
+
+def _raise_for_workflow(error: PipelineError) -> None:
+    """Input problems as InputError (the workflow does not retry them), the rest as they are."""
+    if error.code.is_input_problem:
+        raise InputError(str(error)) from error
+    raise error
+
+
+def _record_chunk_error(store, job_id: str, chunk: Chunk, error: PipelineError) -> None:
+    """Keep a chunk's reason for the failure path: a failed Distributed Map reports only
+    States.ExceedToleratedFailureThreshold, not its child's error. Best effort: the
+    encoder's own error is what the workflow sees."""
+    if not hasattr(store, "set_chunk_error"):
+        return
+    try:
+        store.set_chunk_error(job_id, chunk.name, error.to_dict())
+    except Exception:  # noqa: BLE001 - never hide the encoder's own failure
+        pass
+
+
+def _source_gone(error: PipelineError, buckets: Buckets, source: SourceObject) -> PipelineError:
+    """A read that failed because the job's version is gone (deleted, or overwritten in an
+    unversioned bucket) is INPUT_NOT_FOUND: ffmpeg only says '4XX Client Error'."""
+    if error.code in (ErrorCode.EMPTY_INPUT, ErrorCode.INPUT_TOO_LARGE, ErrorCode.INVALID_CONFIG):
+        return error
+    if buckets.input.readable(source):
+        return error
+    how = "deleted" if source.versioned else "overwritten or deleted"
+    return PipelineError(ErrorCode.INPUT_NOT_FOUND, f"{source.uri} was {how} after the upload that started this job")
 
 
 def map_results(buckets: Buckets, written: dict[str, Any] | None, job_id: str) -> list[ChunkResult]:
@@ -250,7 +299,7 @@ def merge_and_publish(job_id: str, written: dict[str, Any] | None, *, buckets: B
             results=results, store=buckets.output, prefix=f"{job_id}/", split=job.split, started_at=job.started_at,
         )
     except PipelineError as error:
-        raise (InputError(str(error)) if error.code.is_input_problem else error) from error
+        _raise_for_workflow(error)
     buckets.output.put_bytes(f"{job_id}/{MANIFEST}", manifest_json(manifest).encode(), "application/json")
     store.update(job_id, status=JobStatus.COMPLETE, stage="done", timings=_timings(manifest))
     return {"job_id": job_id, "status": "COMPLETE", "manifest_key": f"{job_id}/{MANIFEST}"}
@@ -301,6 +350,23 @@ def error_from_workflow(error: dict[str, Any] | None) -> PipelineError:
             return PipelineError(code, str(message).split(":", 1)[1].strip())
     code = ErrorCode.INTERNAL_ERROR if kind != "InputError" else ErrorCode.UNSUPPORTED_INPUT
     return PipelineError(code, f"{kind}: {message}"[:1000])
+
+
+def failure_reason(workflow_error: dict[str, Any] | None, job_id: str, store) -> PipelineError:
+    """Why the workflow failed: its caught error, or, where that says no more than
+    INTERNAL_ERROR (a failed Distributed Map), the reason an encoder recorded (an input
+    problem first, else the first chunk's)."""
+    error = error_from_workflow(workflow_error)
+    if error.code is not ErrorCode.INTERNAL_ERROR or not hasattr(store, "chunk_errors"):
+        return error
+    try:
+        recorded = store.chunk_errors(job_id)
+        found = [PipelineError(ErrorCode(e["code"]), e["message"]) for _, e in sorted(recorded.items())]
+    except Exception:  # noqa: BLE001 - the workflow's own error still says something
+        return error
+    if not found:
+        return error
+    return next((e for e in found if e.code.is_input_problem), found[0])
 
 
 def _pipeline_error(failure: Exception) -> PipelineError:

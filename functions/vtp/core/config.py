@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -95,7 +96,7 @@ class PipelineConfig:
         problems = []
         if not self.ladder:
             problems.append("the ladder has no rungs")
-        if self.gop_s <= 0 or self.chunk_s <= 0 or self.segment_s <= 0:
+        if not all(_positive(length) for length in (self.gop_s, self.chunk_s, self.segment_s)):
             problems.append("gop, chunk and segment lengths must be positive")
         elif not _is_multiple(self.chunk_s, self.gop_s):
             problems.append(f"chunk length {self.chunk_s} s is not a multiple of the GOP {self.gop_s} s")
@@ -103,6 +104,12 @@ class PipelineConfig:
             problems.append(f"segment length {self.segment_s} s is not a multiple of the GOP {self.gop_s} s")
         elif not _is_multiple(self.chunk_s, self.segment_s):
             problems.append(f"chunk length {self.chunk_s} s is not a multiple of the segment {self.segment_s} s")
+        if not (math.isfinite(self.max_preroll_s) and self.max_preroll_s >= 0):
+            problems.append(f"the pre-roll limit {self.max_preroll_s} s must be 0 or more")
+        # A limit of 0 would refuse every source as the input's fault (not retried).
+        unusable = [f.name for f in dataclasses.fields(self.limits) if not _positive(getattr(self.limits, f.name))]
+        if unusable:
+            problems.append(f"limits must be positive: {', '.join(unusable)}")
         names = [rung.name for rung in self.ladder]
         if len(set(names)) != len(names):
             problems.append("rung names repeat")
@@ -163,6 +170,10 @@ def ladder_from_names(names: str) -> tuple[Rung, ...]:
             raise PipelineError(ErrorCode.INVALID_CONFIG, f"unknown rung {name!r} (known: {known})")
         rungs.append(KNOWN_RUNGS[name])
     return tuple(rungs)
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
 
 
 def _is_multiple(value: float, unit: float) -> bool:

@@ -39,7 +39,7 @@ from vtp.core.config import PipelineConfig, RateControl
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
 from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition
-from vtp.core.probe import SourceInfo
+from vtp.core.probe import SourceInfo, first_framecrc_time
 from vtp.core.source import Source
 from vtp.core.storage import ObjectStore, content_type_for
 from vtp.core.tools import FfmpegFailed, ff, io_stats, run_ffmpeg
@@ -379,30 +379,41 @@ def encode_args(
 _AUDIO_SEEK_MARGINS_S = (1.0, 4.0, 15.0, None)
 
 
-def audio_args(source: Source, chunk: Chunk, info: SourceInfo, config: PipelineConfig, dest: Path, margin: float | None) -> list[str]:
-    """One process for the chunk's audio (beside the video's): the AAC frames of its range only."""
+def audio_args(
+    source: Source, chunk: Chunk, info: SourceInfo, config: PipelineConfig, dest: Path, check: Path, margin: float | None
+) -> list[str]:
+    """One process for the chunk's audio (beside the video's): the AAC frames of its range only.
+
+    The source's audio is put on the output timeline, resampled with its gaps filled by
+    silence (hard compensation: every sample at its time), trimmed to where encoding starts,
+    and from there timestamped by sample count, so the AAC frames fall on the grid exactly.
+    `check` receives the first trimmed frame: it must be where encoding was meant to start.
+    """
     audio = info.audio
     assert audio is not None
     rate = config.audio_sample_rate
     span = audio_range(chunk, info, rate)
     origin = info.video.origin_s
+    start = max(span.decode_from, 0)
     options = source.input_options()
     seek = origin + span.decode_from / rate - margin if margin is not None else None
     from_start = seek is None or seek <= origin + max(audio.start_s, 0.0)
     if not from_start:
         options.update({"ss": f"{seek:.6f}", "seek_timestamp": 1})
     stream = ff.input(source.url, **options)[str(audio.stream_index)].filter("asetpts", f"PTS-{origin:.6f}/TB")
-    # Hard-compensate gaps in the source's timestamps (silence in, samples out) so every sample
-    # stays at its time; from the start, silence also fills in before the audio's first sample.
+    # From the start, silence also fills in before the audio's first sample.
     resample = {"async": 1, "min_hard_comp": 0.001, **({"first_pts": 0} if from_start else {})}
-    stream = stream.filter("aresample", rate, **resample).filter("atrim", start_pts=max(span.decode_from, 0))
+    stream = stream.filter("aresample", rate, **resample).filter("atrim", start_pts=start)
+    branches = stream.filter_multi_output("asplit", 2)
+    stream, first = branches[0], branches[1].filter("atrim", end_sample=1)
     if span.decode_from < 0:
-        # Before 0 the pre-roll is silence: delay by it, then put the samples back at their times.
-        stream = stream.filter("adelay", delays=f"{-span.decode_from}S", all=1).filter(
-            "asetpts", f"PTS-{-span.decode_from}"
-        )
-    stream = stream.filter("apad").filter("atrim", end_pts=span.decode_to)
-    output = ff.output(
+        stream = stream.filter("adelay", delays=f"{-span.decode_from}S", all=1)  # pre-roll before 0: silence
+    stream = (
+        stream.filter("asetpts", f"N+{span.decode_from}")
+        .filter("apad")
+        .filter("atrim", end_sample=span.decode_to - span.decode_from)
+    )
+    encoded = ff.output(
         stream,
         str(dest),
         **{
@@ -413,20 +424,23 @@ def audio_args(source: Source, chunk: Chunk, info: SourceInfo, config: PipelineC
             "frag_duration": int(config.segment_s * 1_000_000), **_clean_output(),
         },
     )
-    return output.global_args("-copyts", "-loglevel", "level+verbose").get_args()
+    checked = ff.output(first, str(check), f="framecrc", **{"c:a": "pcm_s16le"})
+    return ff.merge_outputs(encoded, checked).global_args("-copyts", "-loglevel", "level+verbose").get_args()
 
 
 def _encode_audio(source: Source, chunk: Chunk, info: SourceInfo, config: PipelineConfig, dest: Path):
-    """Encode the chunk's audio; check it starts on its first sample, else seek further back."""
-    first = audio_range(chunk, info, config.audio_sample_rate).first
+    """Encode the chunk's audio; check it starts where it should, else seek further back."""
+    rate = config.audio_sample_rate
+    start = max(audio_range(chunk, info, rate).decode_from, 0)
+    check = dest.with_suffix(".crc")
     spent = []
     for margin in _AUDIO_SEEK_MARGINS_S:
         with _tool_errors(f"encoding the audio of {chunk.name}"):
-            result = run_ffmpeg(audio_args(source, chunk, info, config, dest, margin))
+            result = run_ffmpeg(audio_args(source, chunk, info, config, dest, check, margin))
         spent.append(result)
-        track = fmp4.read_track(dest)
-        if track.samples and track.samples[0].presentation == first:
-            return track, spent
+        first = first_framecrc_time(check.read_text()) if check.exists() else None
+        if first is not None and round(first * rate) == start:
+            return fmp4.read_track(dest), spent
     raise PipelineError(ErrorCode.ENCODE_FAILED, f"the audio of {chunk.name} does not start at its time")
 
 
@@ -558,22 +572,12 @@ def _segments(
     )
 
 
-_FRAMECRC_TB = re.compile(r"^#tb 0: (\d+)/(\d+)", re.M)
-
-
 def _next_frame(crc: Path, tracks: dict[str, fmp4.Track]) -> int | None:
     """The time of the first frame after the chunk, in the video's timescale (None: none came)."""
-    if not crc.exists():
+    seconds = first_framecrc_time(crc.read_text()) if crc.exists() else None
+    if seconds is None:
         return None
-    text = crc.read_text()
-    match = _FRAMECRC_TB.search(text)
-    rows = [line for line in text.splitlines() if line and not line.startswith("#")]
-    if not match or not rows:
-        return None
-    tb = Fraction(int(match.group(1)), int(match.group(2)))
-    pts = int(rows[0].split(",")[1])
-    scale = next(iter(tracks.values())).timescale
-    return round(pts * tb * scale)
+    return round(seconds * next(iter(tracks.values())).timescale)
 
 
 def _check_rungs_agree(chunk: Chunk, video: dict[str, TrackFacts]) -> None:

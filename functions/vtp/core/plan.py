@@ -149,7 +149,12 @@ def plan_chunks(source: SourceInfo, config: PipelineConfig, find_keyframes: Keyf
             continue
         # Sparse keyframes: start the chunk at the first segment boundary after the keyframe.
         later = math.ceil((query.keyframe_s - origin) / config.segment_s - 1e-9) * config.segment_s
-        if later > previous + BOUNDARY_EPSILON_S and later < boundary:
+        if later >= boundary - BOUNDARY_EPSILON_S:
+            # The keyframe is in the segment just before the boundary (a pre-roll limit shorter
+            # than a segment): no segment boundary is closer to it, so the boundary stays.
+            kept[boundary] = (query.seek_s, query.keyframe_s)
+            previous = boundary
+        elif later > previous + BOUNDARY_EPSILON_S:
             moved.append(later)
             previous = later
     for boundary, query in zip(moved, find_keyframes([origin + b for b in moved])):

@@ -6,7 +6,7 @@
    starts (the first frame a decoder really gives, after any leading packets that cannot
    be decoded or that an edit list hides) and the real frame rate of the opening frames.
 3. Per chunk boundary, the source keyframe a decoder starts from when it seeks there
-   (`keyframes_before`, used by the plan): one seek and one packet each for containers with
+   (`keyframe_finder`, used by the plan): one seek and one packet each for containers with
    an index; a bounded window for those without one (MPEG-TS/PS seek by estimate).
 
 No step lists every packet: the cost does not grow with the length of the source.
@@ -33,6 +33,19 @@ _REFERENCE_FORMATS = {"hls", "applehttp", "concat", "dash", "ffconcat", "tee", "
 # keyframe asked for, so keyframes are looked for in a window before the boundary.
 _ESTIMATED_SEEK = {"mpegts", "mpeg", "mpegvideo", "dv", "wtv", "asf"}
 _IMAGE_CODECS = {"gif", "png", "apng", "webp", "bmp", "tiff", "jpegls", "jpeg2000"}
+# Containers whose demuxer seeks by presentation time (ffmpeg's AVFMT_SEEK_TO_PTS). In the
+# others, when a stream has B-frame delay, ffmpeg's -ss lands 3/23 s before the time asked
+# (its DTS allowance, in microseconds as ffmpeg counts it).
+_SEEKS_BY_PTS = {"mov", "mp4", "m4a", "3gp", "3g2", "mj2"}
+_DTS_SEEK_ALLOWANCE_US = 3 * 1_000_000 // 23
+# Subtitle decoders (FFmpeg 8.1). ffprobe opens a decoder for every stream, and one not on
+# the codec whitelist ends the run: a file with a subtitle track could not be probed. These
+# may be opened by ffprobe (codec level only, for subtitle streams); the format-level
+# whitelist still keeps them from decoding anything, and nothing in vtp reads subtitles.
+_SUBTITLE_DECODERS = (
+    "ssa,ass,dvbsub,dvdsub,cc_dec,pgssub,jacosub,microdvd,mov_text,mpl2,pjs,realtext,sami,stl,srt,subrip,"
+    "subviewer,subviewer1,text,vplayer,webvtt,xsub,arib_caption,libzvbi_teletextdec"
+)
 _HEADER_TIMEOUT_S = 60.0
 _FIRST_FRAMES = 48  # packets read to find the first decoded frames and their rate
 _KEYFRAME_WINDOWS_S = (0.0, 1.0, 3.0, 8.0, 20.0, 60.0)
@@ -82,6 +95,9 @@ class SourceInfo:
     video: VideoInfo
     audio: AudioInfo | None
     seeks_by_estimate: bool = False
+    # ffmpeg's -ss t (with -seek_timestamp) seeks to t - seek_back_s: its DTS allowance for
+    # containers that seek by decode time when a stream has B-frames (0 for MP4/MOV).
+    seek_back_s: float = 0.0
 
     @property
     def has_audio(self) -> bool:
@@ -99,6 +115,7 @@ class SourceInfo:
             video=VideoInfo(**data["video"]),
             audio=AudioInfo(**data["audio"]) if data.get("audio") else None,
             seeks_by_estimate=data.get("seeks_by_estimate", False),
+            seek_back_s=data.get("seek_back_s", 0.0),
         )
 
 
@@ -112,16 +129,22 @@ class Header:
     video: dict[str, Any]
     audio: dict[str, Any] | None
     io: IoStats
+    seek_back_s: float = 0.0  # see SourceInfo
+
+
+def _probe_args(source: Source) -> list[str]:
+    """ffprobe's input options: the source's, plus leave to open (never to feed) a subtitle track's decoder."""
+    return [*source.input_args(), "-codec_whitelist:s", _SUBTITLE_DECODERS]
 
 
 def read_header(source: Source) -> Header:
     try:
         result = run_ffprobe(
-            ["-loglevel", "level+verbose", *source.input_args(), "-of", "json", "-show_format", "-show_streams", source.url],
+            ["-loglevel", "level+verbose", *_probe_args(source), "-of", "json", "-show_format", "-show_streams", source.url],
             timeout_s=_HEADER_TIMEOUT_S,
         )
     except FfmpegFailed as failure:
-        raise _unreadable(failure) from None
+        raise _unreadable(failure, source) from None
     described = json.loads(result.stdout or b"{}")
     fmt = described.get("format", {})
     format_name = fmt.get("format_name", "")
@@ -138,7 +161,14 @@ def read_header(source: Source) -> Header:
     if video is None:
         kinds = ", ".join(sorted({s.get("codec_type", "?") for s in streams})) or "no streams"
         raise PipelineError(ErrorCode.NO_VIDEO_STREAM, f"the file has no video stream ({kinds})")
+    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    too_large = _INVALID_PICTURE_SIZE.search(result.stderr)
+    if (width <= 0 or height <= 0) and too_large:
+        # A picture too large for ffmpeg to allocate: ffprobe then reports 0x0, and only its
+        # log keeps the size the container declares.
+        video = {**video, "width": int(too_large.group(1)), "height": int(too_large.group(2))}
     audio = next((s for s in streams if s.get("codec_type") == "audio" and s.get("codec_name") in AUDIO_CODECS), None)
+    delayed = any(int(s.get("has_b_frames") or 0) > 0 for s in streams)
     return Header(
         format_name=format_name,
         duration_s=_number(fmt.get("duration")),
@@ -146,7 +176,11 @@ def read_header(source: Source) -> Header:
         video=video,
         audio=audio,
         io=io_stats(result),
+        seek_back_s=_DTS_SEEK_ALLOWANCE_US / 1e6 if delayed and not names & _SEEKS_BY_PTS else 0.0,
     )
+
+
+_INVALID_PICTURE_SIZE = re.compile(r"Picture size (\d+)x(\d+) is invalid")
 
 
 def check_codecs(header: Header) -> None:
@@ -193,7 +227,7 @@ def opening_frames(source: Source, header: Header) -> OpeningFrames:
         try:
             result = run_ffprobe(
                 [
-                    "-loglevel", "level+verbose", *source.input_args(),
+                    "-loglevel", "level+verbose", *_probe_args(source),
                     "-select_streams", str(index),
                     "-read_intervals", f"%+#{packets}",
                     "-show_entries", "frame=best_effort_timestamp_time",
@@ -205,7 +239,9 @@ def opening_frames(source: Source, header: Header) -> OpeningFrames:
         except FfmpegFailed as failure:
             if failure.crashed:
                 raise failure.as_tool_crash("reading the first frames") from None
-            raise PipelineError(ErrorCode.CORRUPT_INPUT, f"the first frames cannot be decoded ({failure})") from None
+            raise PipelineError(
+                ErrorCode.CORRUPT_INPUT, f"the first frames cannot be decoded ({_detail(failure, source)})"
+            ) from None
         io += io_stats(result)
         fields = (line.split(",")[0] for line in result.stdout.decode().splitlines())
         times = sorted(float(t) for t in fields if t not in ("", "N/A"))
@@ -272,6 +308,7 @@ def describe(header: Header, opening: OpeningFrames, size_bytes: int) -> SourceI
         ),
         audio=audio,
         seeks_by_estimate=bool(names & _ESTIMATED_SEEK),
+        seek_back_s=header.seek_back_s,
     )
 
 
@@ -321,15 +358,19 @@ def keyframe_finder(source: Source, info: SourceInfo, *, workers: int = 8) -> tu
 
 
 def _first_packets(source: Source, info: SourceInfo, boundaries: list[float], spent: list[IoStats]) -> list[KeyframeQuery] | None:
-    intervals = ",".join(f"{b:.6f}%+#1" for b in boundaries)
+    # ffprobe seeks to the time asked; ffmpeg's -ss lands seek_back_s earlier, so the encoder
+    # is given the boundary plus that allowance (in whole microseconds, as ffmpeg counts).
+    targets_us = [round(b * 1_000_000) for b in boundaries]
+    back_us = round(info.seek_back_s * 1_000_000)
+    intervals = ",".join(f"{t / 1e6:.6f}%+#1" for t in targets_us)
     packets = _packets(source, info, intervals, spent)
     if len(packets) != len(boundaries):
         return None
     found = []
-    for boundary, (pts, key) in zip(boundaries, packets):
+    for boundary, target, (pts, key) in zip(boundaries, targets_us, packets):
         if not key or pts is None or pts > boundary + 1e-6:
             return None  # not an index seek after all: look in windows
-        found.append(KeyframeQuery(boundary, boundary, pts))
+        found.append(KeyframeQuery(boundary, (target + back_us) / 1e6, pts))
     return found
 
 
@@ -367,7 +408,7 @@ def _first_decoded(source: Source, info: SourceInfo, seek: float, spent: list[Io
     except FfmpegFailed as failure:
         if failure.crashed:
             raise failure.as_tool_crash("finding keyframes") from None
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"seeking in the source fails ({failure})") from None
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"seeking in the source fails ({_detail(failure, source)})") from None
     spent.append(io_stats(result))
     return first_framecrc_time(result.stdout.decode())
 
@@ -381,14 +422,14 @@ def first_framecrc_time(text: str) -> float | None:
     rows = [line for line in text.splitlines() if line and not line.startswith("#")]
     if not match or not rows:
         return None
-    return int(rows[0].split(",")[1]) * int(match.group(1)) / int(match.group(2))
+    return float(Fraction(int(rows[0].split(",")[1]) * int(match.group(1)), int(match.group(2))))
 
 
 def _packets(source: Source, info: SourceInfo, intervals: str, spent: list[IoStats]) -> list[tuple[float | None, bool]]:
     try:
         result = run_ffprobe(
             [
-                "-loglevel", "level+verbose", *source.input_args(),
+                "-loglevel", "level+verbose", *_probe_args(source),
                 "-select_streams", str(info.video.stream_index),
                 "-read_intervals", intervals,
                 "-show_entries", "packet=pts_time,flags",
@@ -400,7 +441,7 @@ def _packets(source: Source, info: SourceInfo, intervals: str, spent: list[IoSta
     except FfmpegFailed as failure:
         if failure.crashed:
             raise failure.as_tool_crash("finding keyframes") from None
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"seeking in the source fails ({failure})") from None
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"seeking in the source fails ({_detail(failure, source)})") from None
     spent.append(io_stats(result))
     packets = []
     for line in result.stdout.decode().splitlines():
@@ -412,12 +453,35 @@ def _packets(source: Source, info: SourceInfo, intervals: str, spent: list[IoSta
     return packets
 
 
-def _unreadable(failure: FfmpegFailed) -> PipelineError:
+_NOT_ON_WHITELIST = re.compile(r"\[([\w,]+) @ [^\]]*\] (?:\[\w+\] )?(Codec \((\w+)\) |Format )not on whitelist")
+
+
+def _detail(failure: FfmpegFailed, source: Source) -> str:
+    """ffmpeg's own words, with the source named as the user knows it (never a presigned URL)."""
+    return error_summary(failure.stderr.replace(source.url, source.name))
+
+
+def _unreadable(failure: FfmpegFailed, source: Source) -> PipelineError:
     if failure.crashed:
         return failure.as_tool_crash("reading the container header")
-    detail = error_summary(failure.stderr)
-    if "not on whitelist" in failure.stderr:
-        return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"this kind of file is not accepted ({detail})")
+    detail = _detail(failure, source)
+    refused = _NOT_ON_WHITELIST.search(failure.stderr)
+    if refused and refused.group(3):
+        codec = refused.group(3)
+        if codec in _IMAGE_CODECS:
+            return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the video is {codec} images, not a video codec")
+        return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the file has a stream in the {codec} codec, which is not accepted")
+    if refused:
+        kind = refused.group(1)
+        if set(kind.split(",")) & _REFERENCE_FORMATS:
+            return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"{kind} input (a playlist or list of files) is not a video file")
+        return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the {kind} format is not accepted")
+    too_large = _INVALID_PICTURE_SIZE.search(failure.stderr)
+    if too_large and int(too_large.group(1)) > 0 and int(too_large.group(2)) > 0:
+        return PipelineError(
+            ErrorCode.RESOLUTION_TOO_HIGH,
+            f"the picture is {too_large.group(1)}x{too_large.group(2)}, larger than any picture ffmpeg can decode",
+        )
     if "Invalid data found" in failure.stderr or "could not find codec parameters" in failure.stderr.lower():
         return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"not a media file ffmpeg can read ({detail})")
     return PipelineError(ErrorCode.CORRUPT_INPUT, f"the file cannot be read ({detail})")

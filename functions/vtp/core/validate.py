@@ -48,7 +48,7 @@ def check_header(header: Header, limits: Limits) -> None:
     if header.duration_s is not None and header.duration_s > limits.max_duration_s:
         raise PipelineError(
             ErrorCode.INPUT_TOO_LONG,
-            f"the video lasts {header.duration_s:.0f} s, over the limit of {limits.max_duration_s:.0f} s",
+            f"the video lasts {_seconds(header.duration_s)}, over the limit of {_seconds(limits.max_duration_s)}",
         )
 
 
@@ -68,10 +68,15 @@ def check_info(info: SourceInfo, limits: Limits) -> None:
     if info.duration_s > limits.max_duration_s:
         raise PipelineError(
             ErrorCode.INPUT_TOO_LONG,
-            f"the video lasts {info.duration_s:.0f} s, over the limit of {limits.max_duration_s:.0f} s",
+            f"the video lasts {_seconds(info.duration_s)}, over the limit of {_seconds(limits.max_duration_s)}",
         )
     if info.duration_s < 0.1:
         raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, "the video is too short to stream (under 0.1 s)")
+
+
+def _seconds(value: float) -> str:
+    """Whole seconds where that is exact, else tenths: 3600.4 s is not shown as the 3600 s limit."""
+    return f"{value:.0f} s" if round(value, 1) == round(value) else f"{value:.1f} s"
 
 
 def _size(count: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-STAGE_LABELS = {"probe": "probe", "split": "split", "encode": "encode chunks", "package": "merge + package"}
+STAGE_LABELS = {"probe": "probe + plan", "encode": "encode chunks", "publish": "publish"}
 
 
 class RichProgress:
