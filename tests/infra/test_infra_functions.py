@@ -1,4 +1,4 @@
-"""The five Lambdas: handlers, sizing, layer, environment, one least-privilege role each."""
+"""The four Lambdas: handlers, sizing, layer, environment, one least-privilege role each."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = {
     "Splitter": "vtp.handlers.splitter.handler",
     "Encoder": "vtp.handlers.encoder.handler",
-    "Audio": "vtp.handlers.audio.handler",
     "Merger": "vtp.handlers.merger.handler",
     "Failure": "vtp.handlers.failure.handler",
 }
 SIZING = {  # memory MB, timeout s, ephemeral MB (see infra/functions.py for the reasons)
-    "Splitter": (3008, 900, 10240),
+    "Splitter": (1769, 300, 512),
     "Encoder": (10240, 900, 2048),
-    "Audio": (2048, 900, 10240),
-    "Merger": (3008, 900, 10240),
+    "Merger": (1024, 300, 512),
     "Failure": (512, 300, 512),
 }
 COMMON_ENV = {
@@ -106,7 +104,7 @@ def test_log_groups_have_retention(synth):
 
 def test_one_role_per_function_without_managed_policies(synth):
     roles = synth.role_ids()
-    assert len(set(roles.values())) == 5
+    assert len(set(roles.values())) == 4
     for name, role_id in roles.items():
         assert props(synth, name)["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}
         role = synth.resources[role_id]["Properties"]
@@ -166,19 +164,15 @@ def test_s3_grants_are_scoped_to_the_buckets_and_prefixes_each_function_uses(syn
     input_objects = "arn:<AWS::Partition>:s3:::videotranscodingpipeline-input-<AWS::AccountId>-<AWS::Region>/*"
 
     splitter = _s3_grants(synth, "Splitter")
-    assert splitter["s3:GetObject"] == {input_objects}
+    assert splitter["s3:GetObject"] == splitter["s3:GetObjectVersion"] == {input_objects}
     assert splitter["s3:PutObject"] == {work_jobs, f"<{output}.Arn>/*"}
     assert splitter["s3:DeleteObject"] == {f"<{output}.Arn>/*"}  # a rejected input's partial output
 
+    # The encoder reads its range of the upload (presigned GETs of one version) and writes its segments.
     encoder = _s3_grants(synth, "Encoder")
-    assert encoder["s3:GetObject"] == {work_jobs} and encoder["s3:PutObject"] == {work_jobs}
+    assert encoder["s3:GetObject"] == {input_objects, work_jobs} and encoder["s3:GetObjectVersion"] == {input_objects}
+    assert encoder["s3:PutObject"] == {work_jobs, f"<{output}.Arn>/*"}
     assert "s3:DeleteObject" not in encoder
-    assert not any(input_objects in r or output in r for rs in encoder.values() for r in rs)
-
-    audio = _s3_grants(synth, "Audio")
-    assert audio["s3:GetObject"] == {input_objects, work_jobs}
-    assert audio["s3:PutObject"] == {work_jobs}
-    assert not any(output in r for rs in audio.values() for r in rs)
 
     merger = _s3_grants(synth, "Merger")
     assert merger["s3:GetObject"] == {work_jobs}

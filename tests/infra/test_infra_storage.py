@@ -96,7 +96,7 @@ def test_monitoring_alarms(synth):
     assert ("AWS/States", "ExecutionsFailed") in metrics
     assert ("AWS/States", "ExecutionsTimedOut") in metrics
     lambda_error_alarms = [a for a in alarms.values() if a["Properties"]["MetricName"] == "Errors"]
-    assert len(lambda_error_alarms) == 5
+    assert len(lambda_error_alarms) == 4
     topic_id = synth.logical_id(synth.stack.monitoring.topic)
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]

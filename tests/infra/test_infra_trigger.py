@@ -23,8 +23,8 @@ def test_no_custom_resource_deploys_the_notification(synth):
     types = {resource["Type"] for resource in synth.resources.values()}
     assert not any(t.startswith("Custom::") for t in types), types
     assert "AWS::CloudFormation::CustomResource" not in types
-    # Only the five pipeline functions: no hidden notification-handler Lambda.
-    assert len(synth.of_type("AWS::Lambda::Function")) == 5
+    # Only the four pipeline functions: no hidden notification-handler Lambda.
+    assert len(synth.of_type("AWS::Lambda::Function")) == 4
 
 
 def test_s3_may_invoke_the_splitter_only_from_the_input_bucket(synth):

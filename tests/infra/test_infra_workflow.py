@@ -1,4 +1,4 @@
-"""The state machine: Parallel(Distributed Map of encoder | audio) -> merger -> event, failures -> failure Lambda."""
+"""The state machine: Distributed Map of encoders -> merger -> event, failures -> failure Lambda."""
 
 from __future__ import annotations
 
@@ -31,28 +31,22 @@ def test_standard_workflow_with_tracing_and_full_logging(synth):
 
 def test_main_path_in_order(asl):
     states = asl["States"]
-    assert asl["StartAt"] == "EncodeAll"
-    assert states["EncodeAll"]["Type"] == "Parallel"
-    assert states["EncodeAll"]["Next"] == "MergeAndPackage"
-    assert states["MergeAndPackage"]["Next"] == "PublishCompletion"
+    assert asl["StartAt"] == "EncodeChunks"
+    assert states["EncodeChunks"]["Next"] == "MergeAndPublish"
+    assert states["MergeAndPublish"]["Next"] == "PublishCompletion"
     assert states["PublishCompletion"]["Next"] == "JobSucceeded"
     assert states["JobSucceeded"]["Type"] == "Succeed"
 
 
-def test_parallel_runs_the_distributed_map_beside_the_audio(synth, asl):
-    encode_all = asl["States"]["EncodeAll"]
-    first, second = encode_all["Branches"]
-    assert first["StartAt"] == "EncodeChunks"
-    assert second["StartAt"] == "EncodeAudio"
-    assert second["States"]["EncodeAudio"]["Resource"] == _fn(synth, "Audio")
-    # Only where the Map wrote its results and the audio result are kept, next to the input.
-    assert encode_all["ResultSelector"] == {"chunks.$": "$[0].ResultWriterDetails", "audio.$": "$[1]"}
-    assert encode_all["ResultPath"] == "$.encode"
+def test_only_where_the_map_wrote_its_results_is_kept(asl):
+    encode_chunks = asl["States"]["EncodeChunks"]
+    assert encode_chunks["ResultSelector"] == {"chunks.$": "$.ResultWriterDetails"}
+    assert encode_chunks["ResultPath"] == "$.encode"
 
 
 def test_distributed_map_reads_and_writes_the_work_bucket(synth, asl):
     work = synth.logical_id(synth.stack.storage.work_bucket)
-    encode_chunks = asl["States"]["EncodeAll"]["Branches"][0]["States"]["EncodeChunks"]
+    encode_chunks = asl["States"]["EncodeChunks"]
     assert encode_chunks["Type"] == "Map"
     assert encode_chunks["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
     reader = encode_chunks["ItemReader"]
@@ -89,15 +83,13 @@ def test_max_concurrency_is_a_stack_parameter(synth):
 
 def _lambda_tasks(asl):
     states = dict(asl["States"])
-    for branch in asl["States"]["EncodeAll"]["Branches"]:
-        states.update(branch["States"])
     states.update(states["EncodeChunks"]["ItemProcessor"]["States"])
     return {name: s for name, s in states.items() if s["Type"] == "Task" and "events:putEvents" not in s["Resource"]}
 
 
 def test_every_lambda_task_retries_transient_errors_with_full_jitter_but_never_input_errors(asl):
     tasks = _lambda_tasks(asl)
-    assert set(tasks) == {"EncodeChunk", "EncodeAudio", "MergeAndPackage", "MarkJobFailed"}
+    assert set(tasks) == {"EncodeChunk", "MergeAndPublish", "MarkJobFailed"}
     for name, task in tasks.items():
         retries = task["Retry"]
         # First matching retrier wins: InputError must come first, with no attempts.
@@ -120,7 +112,7 @@ def test_every_lambda_task_retries_transient_errors_with_full_jitter_but_never_i
 
 def test_failures_are_caught_into_the_failure_function_then_fail(synth, asl):
     states = asl["States"]
-    for name in ("EncodeAll", "MergeAndPackage"):
+    for name in ("EncodeChunks", "MergeAndPublish"):
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkJobFailed"}]
     mark_failed = states["MarkJobFailed"]
     assert mark_failed["Resource"] == _fn(synth, "Failure")
@@ -137,7 +129,7 @@ def test_failures_are_caught_into_the_failure_function_then_fail(synth, asl):
 
 
 def test_merger_gets_the_execution_input_and_the_encode_summary(synth, asl):
-    merge = asl["States"]["MergeAndPackage"]
+    merge = asl["States"]["MergeAndPublish"]
     assert merge["Resource"] == _fn(synth, "Merger")
     assert "Parameters" not in merge and "InputPath" not in merge  # the whole state: input + $.encode
     assert merge["ResultPath"] == "$.merge"
@@ -155,7 +147,7 @@ def test_completion_event_goes_to_the_default_bus(asl):
     assert publish["ResultPath"] is None
 
 
-def test_state_machine_role_may_invoke_only_the_four_workflow_functions(synth):
+def test_state_machine_role_may_invoke_only_the_three_workflow_functions(synth):
     from infra.nag import flatten_cfn_reference
 
     role_id = synth.logical_id(synth.stack.workflow.state_machine.role)
@@ -166,7 +158,7 @@ def test_state_machine_role_may_invoke_only_the_four_workflow_functions(synth):
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             invoked.update(flatten_cfn_reference(r) for r in resources)
     ids = synth.function_ids()
-    expected = {f"<{ids[n]}.Arn>" for n in ("Encoder", "Audio", "Merger", "Failure")}
+    expected = {f"<{ids[n]}.Arn>" for n in ("Encoder", "Merger", "Failure")}
     assert expected <= invoked
     assert not any(ids["Splitter"] in r for r in invoked)
     assert "*" not in invoked

@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.checks import source_frame_times
 from vtp.core import probe, stages
+from vtp.core.config import PipelineConfig
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.probe import SourceInfo, first_framecrc_time
 from vtp.core.source import Source, local_source
@@ -86,6 +87,8 @@ def made(clip, tmp_path_factory):
         "anamorphic.mp4": lambda dest: ["-i", clip("silent"), "-vf", "setsar=4/3", "-c:v", "libx264",
                                         "-preset", "ultrafast", "-t", "0.5", dest],
         "anamorphic_rot90.mp4": lambda dest: ["-display_rotation", "90", "-i", make("anamorphic.mp4"), *copy, dest],
+        # Three minutes: the irregular clip thirty times over (12 MB).
+        "long.mp4": lambda dest: ["-stream_loop", "29", "-i", clip("irregular"), *copy, "-movflags", "+faststart", dest],
     }
     done: dict[str, Path] = {}
     lock = threading.RLock()
@@ -309,6 +312,37 @@ def test_the_header_declares_codecs_size_rate_and_duration(clip):
     assert probe.declared_size(header) == (320, 180)
     assert probe.declared_rate(header) == 30
     assert header.io.requests >= 1
+
+
+def _box_size(path: Path, kind: bytes) -> int:
+    """The size of a top-level MP4 box."""
+    data = path.read_bytes()
+    at = 0
+    while at + 8 <= len(data):
+        size, name = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if name == kind:
+            return size
+        at += size
+    raise AssertionError(f"no {kind!r} box in {path}")
+
+
+def test_inspecting_an_indexed_file_reads_a_small_part_of_it(clip, made):
+    """Cheapest first, never every packet: three minutes cost more than six seconds to open
+    only by their bigger index (MP4's moov, read by the header's and the first frames' ffprobe),
+    and the whole inspection, a keyframe for each of 15 boundaries included, reads a small part."""
+    short, long = local_source(clip("irregular")), local_source(made("long.mp4"))
+    opening_cost = []
+    for source in (short, long):
+        header = probe.read_header(source)
+        opening = probe.opening_frames(source, header)
+        opening_cost.append((header.io + opening.io).bytes_read)
+    assert long.size_bytes > 25 * short.size_bytes
+    index_growth = _box_size(made("long.mp4"), b"moov") - _box_size(clip("irregular"), b"moov")
+    assert opening_cost[1] - opening_cost[0] <= 2 * index_growth + 64 * 1024, opening_cost
+    info, plan, figures = stages.inspect(long, PipelineConfig())
+    assert info.duration_s == pytest.approx(180.0, abs=1.0) and len(plan.chunks) == 15
+    assert figures.bytes_read < long.size_bytes / 5, f"{figures.bytes_read:,} of {long.size_bytes:,} bytes"
+    assert figures.requests < 3 * len(plan.chunks)
 
 
 def test_source_info_round_trips_through_json(clip, made, info_of):

@@ -135,7 +135,11 @@ def error_summary(stderr: str) -> str:
     """The lines that say what went wrong (errors first; `level+` log prefixes dropped)."""
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     tagged = [line for line in lines if re.search(r"\[(panic|fatal|error)\] ", line)]
-    chosen = tagged[-3:] if tagged else [line for line in lines if not _LEVEL_TAG.search(line) or "[warning]" in line][-3:]
+    if tagged:
+        # The first error is the cause; the rest are mostly its consequences ("Nothing was written").
+        chosen = list(dict.fromkeys([tagged[0], *tagged[1:2]]))
+    else:
+        chosen = [line for line in lines if not _LEVEL_TAG.search(line) or "[warning]" in line][-3:]
     return "; ".join(_LEVEL_TAG.sub("", line) for line in chosen)[:500] or "no message"
 
 
