@@ -8,6 +8,7 @@ ffmpeg, that every chunk's encoder starts decoding where the plan says.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from fractions import Fraction
@@ -138,8 +139,6 @@ def test_custom_ladder_from_names(fake_source):
 
 def test_an_anamorphic_source_is_planned_at_its_display_size(fake_source):
     """A 720x480 DVD picture with 8:9 pixels is shown 640x480: the ladder works from that."""
-    import dataclasses
-
     info = fake_source(720, 480)
     info = dataclasses.replace(info, video=dataclasses.replace(info.video, display_width=640, display_height=480))
     renditions = plan_ladder(info, DEFAULT_LADDER)

@@ -115,10 +115,11 @@ def mid_gop_ts(made, tmp_path_factory) -> Path:
     return dest
 
 
-def frame_span(path: Path, info: SourceInfo) -> float:
-    """Decoded frames' span: from the first frame to the end of the last (constant-rate clips)."""
+def frame_span(path: Path) -> float:
+    """Decoded frames' span: from the first frame to the end of the last, which lasts as long
+    as the one before it (constant-rate clips)."""
     times = source_frame_times(path)
-    return times[-1] + 1 / info.video.fps
+    return times[-1] + (times[-1] - times[-2])
 
 
 # --- what the source is --------------------------------------------------------------------
@@ -138,7 +139,7 @@ def test_h264_mp4_is_described_as_its_packets_and_decoder_show_it(clip, info_of,
     assert not video.variable_frame_rate and not video.interlaced
     assert video.frames_declared == len(packets(path)) == 180
     assert video.origin_s == first_decoded(path)["video"] == 0.0
-    assert info.duration_s == video.duration_s == pytest.approx(frame_span(path, info), abs=1e-3)
+    assert info.duration_s == video.duration_s == pytest.approx(frame_span(path), abs=1e-3)
     assert info.duration_s == pytest.approx(6.0, abs=1e-3)
     assert not info.seeks_by_estimate
     assert info.seek_back_s == 0.0, "MP4 seeks by presentation time: ffmpeg's -ss lands where it is asked"
@@ -154,7 +155,7 @@ def test_ntsc_rate_is_kept_exact(clip, info_of, packets):
     assert video.fps == pytest.approx(29.97, abs=0.001)
     assert video.frames_declared == len(packets(path)) == 60
     assert video.duration_s == pytest.approx(60 * 1001 / 30000, abs=1e-4)
-    assert video.duration_s == pytest.approx(frame_span(path, info_of(path)), abs=1e-3)
+    assert video.duration_s == pytest.approx(frame_span(path), abs=1e-3)
     assert not video.variable_frame_rate
 
 
@@ -245,8 +246,9 @@ def test_vp9_webm(clip, info_of):
 def test_duration_is_the_span_of_the_decoded_frames(clip, info_of, name, short, long):
     path = clip(name)
     info = info_of(path)
-    frame = 1 / info.video.fps
-    span = frame_span(path, info)
+    times = source_frame_times(path)
+    frame = times[-1] - times[-2]
+    span = times[-1] + frame
     assert span - short * frame - 1e-3 <= info.duration_s <= span + long * frame + 1e-3, (info.duration_s, span)
 
 
@@ -280,8 +282,7 @@ def test_leading_packets_that_cannot_be_decoded_are_not_frames(mid_gop_ts, info_
     assert info.video.origin_s == pytest.approx(first["video"], abs=1e-6) == pytest.approx(first_key, abs=1e-6)
     assert info.audio.start_s == pytest.approx(first["audio"] - first["video"], abs=1e-4)
     assert info.audio.start_s < -0.1, "audio from before the first picture is kept, before 0"
-    times = source_frame_times(mid_gop_ts)
-    assert info.duration_s == pytest.approx(times[-1] + 1 / 30, abs=1e-3)
+    assert info.duration_s == pytest.approx(frame_span(mid_gop_ts), abs=1e-3)
 
 
 def test_packets_an_edit_list_hides_are_not_frames(made, info_of, packets):
@@ -289,7 +290,7 @@ def test_packets_an_edit_list_hides_are_not_frames(made, info_of, packets):
     info = info_of(path)
     assert min(p.pts for p in packets(path)) < -0.1, "the stream copy keeps the GOP before the cut"
     assert info.video.origin_s == first_decoded(path)["video"] == 0.0
-    assert info.duration_s == pytest.approx(frame_span(path, info), abs=1e-3)
+    assert info.duration_s == pytest.approx(frame_span(path), abs=1e-3)
 
 
 def test_opening_frames_are_the_first_decoded_frames_in_order(clip):
