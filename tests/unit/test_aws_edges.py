@@ -19,7 +19,7 @@ from moto import mock_aws
 from vtp.aws.jobstore import DynamoJobStore, stack_output
 from vtp.aws.pipeline import (
     FAULT_ENV, Buckets, InjectedFault, JobDocument, SourceObject, SourceReader, error_from_workflow, fail_job,
-    failure_reason, map_results, sources_in_event, _maybe_inject_fault,
+    chunk_results, failure_reason, sources_in_event, _maybe_inject_fault,
 )
 from vtp.aws.storage import presigner
 from vtp.core.encode import ChunkResult, SegmentFacts, Thumbnails, TrackFacts
@@ -267,31 +267,33 @@ def _work_buckets(tmp_path: Path) -> Buckets:
                    work_bucket_name="work")
 
 
-def test_the_map_results_are_read_from_every_result_file(tmp_path):
+def test_the_chunks_facts_are_read_by_their_keys(tmp_path):
+    from vtp.aws.pipeline import result_key
+
     buckets = _work_buckets(tmp_path)
-    folder = "jobs/map-results/run-1"
-    buckets.work.put_json(f"{folder}/SUCCEEDED_0.json", [
-        {"Name": "a", "Status": "SUCCEEDED", "Output": json.dumps(_result(2))},
-        {"Name": "b", "Status": "SUCCEEDED", "Output": json.dumps(_result(0))},
-    ])
-    buckets.work.put_json(f"{folder}/SUCCEEDED_1.json", [
-        {"Name": "c", "Status": "SUCCEEDED", "Output": _result(1)},  # already parsed
-        {"Name": "d", "Status": "SUCCEEDED"},  # no output kept
-    ])
-    buckets.work.put_json(f"{folder}/FAILED_0.json", [{"Name": "e", "Status": "FAILED", "Error": "X", "Cause": "y"}])
-    buckets.work.put_json(f"{folder}/manifest.json", {
-        "DestinationBucket": "work", "MapRunArn": "arn:aws:states:us-east-1:1:mapRun:vtp/EncodeChunks:run-1",
-        "ResultFiles": {"FAILED": [{"Key": f"{folder}/FAILED_0.json", "Size": 1}], "PENDING": [],
-                        "SUCCEEDED": [{"Key": f"{folder}/SUCCEEDED_0.json", "Size": 1},
-                                      {"Key": f"{folder}/SUCCEEDED_1.json", "Size": 1}]},
-    })
-    results = map_results(buckets, {"Bucket": "work", "Key": f"{folder}/manifest.json"}, "job")
-    assert sorted(r.index for r in results) == [0, 1, 2]
-    assert {r.index: r for r in results}[1] == ChunkResult.from_dict(_result(1))
-    for missing in (None, {}, {"Bucket": "work"}):
-        with pytest.raises(PipelineError) as raised:
-            map_results(buckets, missing, "job")
-        assert raised.value.code is ErrorCode.INTERNAL_ERROR
+    chunks = tuple(Chunk(i, 2.0 * i, 2.0 * (i + 1) if i < 2 else None, None) for i in range(3))
+    job = SimpleJob(job_id="job", plan=SimplePlan(chunks))
+    for chunk in chunks[::-1]:
+        buckets.work.put_json(result_key("job", chunk), _result(chunk.index))
+    buckets.work.put_json("jobs/job/results/stray.json", {"not": "a result"})
+    results, read = chunk_results(buckets, job)  # type: ignore[arg-type]
+    assert [r.index for r in results] == [0, 1, 2]
+    assert results[1] == ChunkResult.from_dict(_result(1))
+    assert read == sum((tmp_path / "work" / result_key("job", c)).stat().st_size for c in chunks)
+    (tmp_path / "work" / result_key("job", chunks[1])).unlink()
+    results, _ = chunk_results(buckets, job)  # type: ignore[arg-type]
+    assert [r.index for r in results] == [0, 2]  # publishing then refuses: results are missing for chunk 1
+
+
+class SimplePlan:
+    def __init__(self, chunks):
+        self.chunks = chunks
+
+
+class SimpleJob:
+    def __init__(self, job_id, plan):
+        self.job_id = job_id
+        self.plan = plan
 
 
 # --- the workflow's errors and the failure path -----------------------------------------------------

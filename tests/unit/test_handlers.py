@@ -35,7 +35,6 @@ from vtp.aws.storage import S3Store
 REGION = "us-east-1"
 INPUT, PLAIN_INPUT, WORK, OUTPUT, TABLE = "vtp-input", "vtp-input-unversioned", "vtp-work", "vtp-output", "vtp-jobs"
 ACCOUNT = "123456789012"
-MAP_RESULTS = "jobs/map-results"
 
 
 @dataclass
@@ -195,38 +194,6 @@ def s3_event(bucket: str, key: str, put: dict, size: int, *, name: str = "Object
     }
 
 
-def write_map_results(aws: Aws, job_id: str, items: list[dict], outputs: list[dict]) -> dict:
-    """The Distributed Map's ResultWriter files for these encoder outputs, laid out as Step
-    Functions writes them: <prefix>/<map run id>/manifest.json names SUCCEEDED_0.json, a list of
-    child executions whose "Output" is the encoder's result as a JSON string. Returns the
-    ResultWriterDetails that the workflow hands the merger."""
-    run = str(uuid.uuid4())
-    folder = f"{MAP_RESULTS}/{run}"
-    map_run = f"arn:aws:states:{REGION}:{ACCOUNT}:mapRun:vtp/EncodeChunks:{run}"
-    executions = []
-    for item, output in zip(items, outputs):
-        name = str(uuid.uuid4())
-        selected = {"job_id": job_id, "work_bucket": WORK, "chunk": item["chunk"]}
-        executions.append({
-            "ExecutionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:vtp/EncodeChunks:{name}",
-            "Input": json.dumps(selected), "InputDetails": {"Included": True}, "Name": name,
-            "Output": json.dumps(output), "OutputDetails": {"Included": True},
-            "RedriveCount": 0, "RedriveStatus": "NOT_REDRIVABLE",
-            "RedriveStatusReason": "Execution is SUCCEEDED and cannot be redriven",
-            "StartDate": "2026-11-30T12:00:01.000Z", "StateMachineArn": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:vtp/EncodeChunks",
-            "Status": "SUCCEEDED", "StopDate": "2026-11-30T12:00:09.000Z",
-        })
-    executions.reverse()  # the Map does not keep the items' order
-    body = json.dumps(executions).encode()
-    aws.s3.put_object(Bucket=WORK, Key=f"{folder}/SUCCEEDED_0.json", Body=body)
-    manifest = {
-        "DestinationBucket": WORK, "MapRunArn": map_run,
-        "ResultFiles": {"FAILED": [], "PENDING": [], "SUCCEEDED": [{"Key": f"{folder}/SUCCEEDED_0.json", "Size": len(body)}]},
-    }
-    aws.s3.put_object(Bucket=WORK, Key=f"{folder}/manifest.json", Body=json.dumps(manifest).encode())
-    return {"Bucket": WORK, "Key": f"{folder}/manifest.json"}
-
-
 class Recording:
     """An ObjectStore that records which keys were read through it."""
 
@@ -240,6 +207,10 @@ class Recording:
     def get_json(self, key: str):
         self.read.append(key)
         return self._store.get_json(key)
+
+    def get_bytes(self, key: str):
+        self.read.append(key)
+        return self._store.get_bytes(key)
 
     def download(self, key: str, path: Path):
         self.read.append(key)
@@ -264,7 +235,7 @@ class Published:
     starts: list[dict]
     items: list[dict]
     outputs: list[dict]
-    written: dict
+    results: list[dict]
     merged: dict
     merge_reads: list[str]
     folder: Path
@@ -315,15 +286,15 @@ def published(aws, padded, clip, small_config, tmp_path_factory) -> Published:
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         outputs = list(pool.map(encode, items))
-    written = write_map_results(aws, job_id, items, outputs)
+    results = [aws.get_json(WORK, f"jobs/{job_id}/results/chunk_{i:05d}.json") for i in range(len(items))]
 
     work, output = Recording(buckets.work), Recording(buckets.output)
     merger_buckets = Buckets(input=NoSourceReads(), work=work, output=output, work_bucket_name=WORK)  # type: ignore[arg-type]
-    merged = merge_and_publish(job_id, written, buckets=merger_buckets, store=store)
+    merged = merge_and_publish(job_id, buckets=merger_buckets, store=store)
 
     folder = aws.download(f"{job_id}/", tmp_path_factory.mktemp("published"))
     manifest = check_against_source(folder, source)
-    return Published(job_id, source, key, event, started, starts, items, outputs, written, merged,
+    return Published(job_id, source, key, event, started, starts, items, outputs, results, merged,
                      work.read + output.read, folder, manifest)
 
 
@@ -360,13 +331,14 @@ def test_the_whole_job_publishes_a_correct_ladder(aws, published):
     assert aws.s3.head_object(Bucket=OUTPUT, Key=segment)["ContentType"] == "video/iso.segment"
 
 
-def test_the_encoders_results_are_their_facts(published):
-    for item, output in zip(published.items, published.outputs):
+def test_the_encoders_keep_their_facts_in_the_work_bucket_and_return_a_summary(published):
+    for item, output, result in zip(published.items, published.outputs, published.results):
         index = item["chunk"]["index"]
-        assert output["index"] == index and output["worker"] == f"worker-{index}" and output["attempt"] == 0
-        assert set(output["video"]) == {"180p", "120p"} and output["audio"] is not None
-        assert output["figures"]["bytes_read"] > 0 and output["figures"]["bytes_written"] > 0
-    assert len(json.dumps(published.outputs[0])) < 16_000  # small enough for the Map's state payloads
+        assert output == {"chunk": index, "frames": result["frames_decoded"], "wall_s": output["wall_s"], "attempt": 0}
+        assert result["index"] == index and result["worker"] == f"worker-{index}" and result["attempt"] == 0
+        assert set(result["video"]) == {"180p", "120p"} and result["audio"] is not None
+        assert result["figures"]["bytes_read"] > 0 and result["figures"]["bytes_written"] > 0
+        assert len(json.dumps(output)) < 200  # the Map's payloads stay small for any number of chunks
 
 
 def test_only_json_in_the_work_bucket_and_little_read_by_the_splitter(aws, published):
@@ -379,17 +351,17 @@ def test_only_json_in_the_work_bucket_and_little_read_by_the_splitter(aws, publi
     assert stages["split"]["requests"] >= 3
     # Each encoder reads its own range (with pre-roll and ffmpeg's read-ahead), none the object.
     assert stages["encode"]["chunks"] == 3
-    assert all(0 < output["figures"]["bytes_read"] < size / 8 for output in published.outputs)
+    assert all(0 < result["figures"]["bytes_read"] < size / 8 for result in published.results)
     assert stages["encode"]["sum"]["bytes_read"] < size / 2, stages["encode"]
 
 
-def test_the_merger_reads_only_the_job_and_the_map_results(published):
+def test_the_merger_reads_only_the_job_and_the_chunks_facts(published):
     job_id = published.job_id
-    assert published.merge_reads and all(key.endswith(".json") for key in published.merge_reads)
-    assert set(published.merge_reads) <= {f"jobs/{job_id}/job.json", published.written["Key"],
-                                          published.written["Key"].replace("manifest.json", "SUCCEEDED_0.json")}
+    expected = {f"jobs/{job_id}/job.json"} | {f"jobs/{job_id}/results/chunk_{i:05d}.json" for i in range(3)}
+    assert set(published.merge_reads) == expected
     merge = published.manifest["stages"]["merge"]
-    assert merge["bytes_read"] == 0 and merge["bytes_written"] > 0
+    facts = sum(len(json.dumps(r)) for r in published.results)
+    assert 0 < merge["bytes_read"] < 4 * facts and merge["bytes_written"] > 0 and merge["requests"] >= 4
 
 
 def test_a_duplicate_event_starts_nothing_more(aws, published, small_config):
@@ -470,7 +442,7 @@ def test_an_unversioned_upload_is_read_by_its_etag_and_an_overwrite_fails_the_ol
     reader = buckets.input.source(obj)
     assert dict(reader.headers) == {"If-Match": put["ETag"]}
     assert "X-Amz-SignedHeaders=host%3Bif-match" in reader.url and "versionId" not in reader.url
-    assert encode_chunk(job_id, items[0]["chunk"], buckets=buckets, store=store)["index"] == 0
+    assert encode_chunk(job_id, items[0]["chunk"], buckets=buckets, store=store)["chunk"] == 0
 
     # A new upload to the same key: the old job's reads now fail (412), they never mix uploads.
     aws.upload(clip("silent"), "vfr clip.mp4", bucket=PLAIN_INPUT)
@@ -543,15 +515,16 @@ def test_the_handlers_run_a_job_with_a_retried_chunk_and_then_fail_it(aws, clip,
             with pytest.raises(InjectedFault):
                 encoder.handler(event, context())
             event["attempt"] = 1  # $$.State.RetryCount on the retry
-        result = encoder.handler(event, context(f"request-{map_item['chunk']['index']}"))
-        assert result["index"] == map_item["chunk"]["index"] and result["attempt"] == event["attempt"]
-        assert result["worker"] == f"request-{map_item['chunk']['index']}"
+        summary = encoder.handler(event, context(f"request-{map_item['chunk']['index']}"))
+        assert summary["chunk"] == map_item["chunk"]["index"] and summary["attempt"] == event["attempt"]
+        result = aws.get_json(WORK, f"jobs/{job_id}/results/chunk_{summary['chunk']:05d}.json")
+        assert result["worker"] == f"request-{map_item['chunk']['index']}" and result["attempt"] == event["attempt"]
         outputs.append(result)
     # Only chunk 0, only once: a marker in the work bucket remembers the injected fault.
     assert aws.keys(WORK, f"jobs/{job_id}/faults/") == [f"jobs/{job_id}/faults/chunk_00000"]
     assert aws.item(job_id)["chunks_done"] == len(items)
 
-    written = write_map_results(aws, job_id, items, outputs)
+    written = {"Bucket": WORK, "Key": "jobs/map-results/run/manifest.json"}  # what the Map hands on
     merged = merger.handler({**state, "encode": {"chunks": written}}, context())
     assert merged == {"job_id": job_id, "status": "COMPLETE", "manifest_key": f"{job_id}/manifest.json"}
     manifest = check_against_source(aws.download(f"{job_id}/", tmp_path / "out"), source)

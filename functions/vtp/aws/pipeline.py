@@ -12,6 +12,7 @@ the MPD, the thumbnail track and `manifest.json`, last.
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 import shutil
@@ -236,9 +237,17 @@ def encode_chunk(job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, s
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    result = dataclasses.replace(result, attempt=attempt, worker=worker)
+    # The facts go beside job.json (a retry overwrites them); the Map keeps only a summary.
+    buckets.work.put_json(result_key(job_id, chunk), result.to_dict())
     if hasattr(store, "add_chunk_done"):
         store.add_chunk_done(job_id, chunk=chunk.name)  # also clears an earlier attempt's error
-    return dataclasses.replace(result, attempt=attempt, worker=worker).to_dict()
+    return {"chunk": chunk.index, "frames": result.frames_decoded, "wall_s": round(result.figures.wall_s, 3),
+            "attempt": attempt}
+
+
+def result_key(job_id: str, chunk: Chunk) -> str:
+    return f"{job_prefix(job_id)}/results/{chunk.name}.json"
 
 
 def _raise_for_workflow(error: PipelineError) -> None:
@@ -271,32 +280,38 @@ def _source_gone(error: PipelineError, buckets: Buckets, source: SourceObject) -
     return PipelineError(ErrorCode.INPUT_NOT_FOUND, f"{source.uri} was {how} after the upload that started this job")
 
 
-def map_results(buckets: Buckets, written: dict[str, Any] | None, job_id: str) -> list[ChunkResult]:
-    """The encoders' results, from the files the Distributed Map's result writer left.
+def chunk_results(buckets: Buckets, job: JobDocument, *, workers: int = 16) -> tuple[list[ChunkResult], int]:
+    """Every encoder's facts (jobs/<job_id>/results/), read in parallel; and the bytes read.
 
-    `written` is the Map's ResultWriterDetails ({"Bucket", "Key"} of its manifest.json).
+    (The Distributed Map's own result writer is not used for this: LocalStack's writes no
+    result files, and these keys are known without listing.)
     """
-    if not written or "Key" not in written:
-        raise PipelineError(ErrorCode.INTERNAL_ERROR, "the map wrote no results")
-    listing = buckets.work.get_json(written["Key"])
-    results = []
-    for entry in listing.get("ResultFiles", {}).get("SUCCEEDED", []):
-        for execution in buckets.work.get_json(entry["Key"]):
-            output = execution.get("Output")
-            if output:
-                results.append(ChunkResult.from_dict(json.loads(output) if isinstance(output, str) else output))
-    return results
+    keys = [result_key(job.job_id, chunk) for chunk in job.plan.chunks]
+
+    def read(key: str) -> bytes | None:
+        try:
+            return buckets.work.get_bytes(key)
+        except KeyError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        bodies = list(pool.map(read, keys))
+    results = [ChunkResult.from_dict(json.loads(body)) for body in bodies if body is not None]
+    return results, sum(len(body) for body in bodies if body is not None)
 
 
-def merge_and_publish(job_id: str, written: dict[str, Any] | None, *, buckets: Buckets, store) -> dict[str, Any]:
+def merge_and_publish(job_id: str, *, buckets: Buckets, store) -> dict[str, Any]:
     """The merger: the chunks' facts -> checks, playlists, MPD, thumbnails track; manifest.json last."""
-    job = load_job(buckets, job_id)
+    started = time.monotonic()
+    job_body = buckets.work.get_bytes(f"{job_prefix(job_id)}/job.json")
+    job = JobDocument.from_dict(json.loads(job_body))
     store.update(job_id, stage="merge")
-    results = map_results(buckets, written, job_id)
+    results, read = chunk_results(buckets, job)
     try:
         manifest = stages.publish(
             job_id=job_id, source_name=job.source.uri, info=job.info, plan=job.plan, config=job.config,
             results=results, store=buckets.output, prefix=f"{job_id}/", split=job.split, started_at=job.started_at,
+            reads=(len(job_body) + read, 1 + len(job.plan.chunks)), merge_started=started,
         )
     except PipelineError as error:
         _raise_for_workflow(error)

@@ -266,9 +266,15 @@ def publish(
     prefix: str,
     split: StageFigures,
     started_at: float,
+    reads: tuple[int, int] = (0, 0),
+    merge_started: float | None = None,
 ) -> Manifest:
-    """Check the chunks, write every playlist, the MPD and the VTT; return the manifest to write last."""
-    started = time.monotonic()
+    """Check the chunks, write every playlist, the MPD and the VTT; return the manifest to write last.
+
+    `reads` is what the caller read to get here (bytes, requests: the facts, on AWS), and
+    `merge_started` when it began (time.monotonic()), for the merge stage's figures.
+    """
+    started = merge_started if merge_started is not None else time.monotonic()
     results = sorted(results, key=lambda r: r.index)
     check_results(results, plan)
     video = {r.name: timeline(results, r.name) for r in plan.renditions}
@@ -299,7 +305,9 @@ def publish(
         store.put_bytes(prefix + key, text.encode(), content_types["." + key.rsplit(".", 1)[1]])
     written = sum(len(text.encode()) for text in documents.values())
 
-    merge = StageFigures(wall_s=time.monotonic() - started, bytes_written=written, requests=len(documents))
+    merge = StageFigures(
+        wall_s=time.monotonic() - started, bytes_read=reads[0], bytes_written=written, requests=reads[1] + len(documents)
+    )
     encode = _encode_figures(results)
     poster = next((r.poster for r in results if r.poster), None)
     return Manifest(

@@ -19,6 +19,10 @@ class ObjectStore(Protocol):
 
     def get_json(self, key: str) -> Any: ...
 
+    def get_bytes(self, key: str) -> bytes:
+        """The object's bytes; KeyError if there is none."""
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def keys(self, prefix: str) -> Iterator[str]: ...
@@ -75,6 +79,12 @@ class FolderStore:
 
     def get_json(self, key: str) -> Any:
         return json.loads(self._path(key).read_text())
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()

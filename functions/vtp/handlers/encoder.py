@@ -19,6 +19,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
         event["job_id"], chunk, buckets=buckets(), store=job_store(),
         attempt=int(event.get("attempt", 0)), worker=context.aws_request_id,
     )
-    metrics.add_metric(name="ChunkEncodeSeconds", unit=MetricUnit.Seconds, value=result["figures"]["wall_s"])
-    logger.info("chunk encoded", extra={"figures": result["figures"], "frames_decoded": result["frames_decoded"]})
+    metrics.add_metric(name="ChunkEncodeSeconds", unit=MetricUnit.Seconds, value=result["wall_s"])
+    logger.info("chunk encoded", extra={"result": result})
     return result

@@ -14,8 +14,7 @@ from vtp.handlers.common import buckets, job_store, logger, metrics, tracer
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(job_id=event["job_id"])
-    written = (event.get("encode") or {}).get("chunks")
-    result = merge_and_publish(event["job_id"], written, buckets=buckets(), store=job_store())
+    result = merge_and_publish(event["job_id"], buckets=buckets(), store=job_store())
     metrics.add_metric(name="JobsComplete", unit=MetricUnit.Count, value=1)
     logger.info("job published", extra={"result": result})
     return result
