@@ -186,6 +186,11 @@ def test_the_manifest_carries_stage_figures_and_the_critical_path(encoded, small
     assert data["stages"]["critical_path_s"] == round(stages_.critical_path_s, 3)
     assert data["source"]["frames"] == sum(s.frames for r in results for s in next(iter(r.video.values())).segments)
     assert isinstance(StageFigures.from_dict(data["stages"]["split"]), StageFigures)
+    # The audio's own processes, inside the encoders: measured, and a small part of their cost.
+    audio = data["stages"]["audio"]
+    assert audio["in_encoders"] and audio["chunks"] == len(results)
+    assert 0 < audio["sum"]["cpu_s"] < data["stages"]["encode"]["sum"]["cpu_s"]
+    assert audio["sum"]["bytes_written"] == data["audio"]["size_bytes"]
 
 
 def test_segment_keys_are_deterministic():

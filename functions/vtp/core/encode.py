@@ -42,7 +42,7 @@ from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition
 from vtp.core.probe import SourceInfo, first_framecrc_time
 from vtp.core.source import Source
 from vtp.core.storage import ObjectStore, content_type_for
-from vtp.core.tools import FfmpegFailed, ff, io_stats, run_ffmpeg
+from vtp.core.tools import FfmpegFailed, IoStats, ff, io_stats, run_ffmpeg
 
 AUDIO_NAME = "audio"
 THUMBNAILS_DIR = "thumbnails"
@@ -141,11 +141,12 @@ class ChunkResult:
     next_frame: int | None  # first frame after the chunk, video timescale; None: the chunk ends the source
     frames_decoded: int
     preroll_s: float
-    figures: StageFigures
+    figures: StageFigures  # the whole chunk: both processes, the uploads
     started_at: float = 0.0  # epoch seconds
     ended_at: float = 0.0
     attempt: int = 0
     worker: str = ""
+    audio_figures: StageFigures | None = None  # the audio's own process (part of `figures`)
 
     @property
     def first_frame(self) -> int:
@@ -160,6 +161,7 @@ class ChunkResult:
             "frames_decoded": self.frames_decoded, "preroll_s": round(self.preroll_s, 3),
             "figures": self.figures.to_dict(), "started_at": self.started_at, "ended_at": self.ended_at,
             "attempt": self.attempt, "worker": self.worker,
+            "audio_figures": self.audio_figures.to_dict() if self.audio_figures else None,
         }
 
     @classmethod
@@ -173,6 +175,7 @@ class ChunkResult:
             preroll_s=data.get("preroll_s", 0.0), figures=StageFigures.from_dict(data.get("figures", {})),
             started_at=data.get("started_at", 0.0), ended_at=data.get("ended_at", 0.0),
             attempt=data.get("attempt", 0), worker=data.get("worker", ""),
+            audio_figures=StageFigures.from_dict(data["audio_figures"]) if data.get("audio_figures") else None,
         )
 
 
@@ -483,7 +486,8 @@ def encode_chunk(
         with _tool_errors(f"encoding {chunk.name}"):
             result = run_ffmpeg(encode_args(source, chunk, renditions, info, config, outputs))
         audio_track, audio_runs = audio_job.result() if audio_job else (None, [])
-    reads = sum((io_stats(r) for r in audio_runs), io_stats(result))
+    audio_reads = sum((io_stats(r) for r in audio_runs), IoStats())
+    reads = audio_reads + io_stats(result)
 
     uploads: list[tuple[str, bytes]] = []
     video: dict[str, TrackFacts] = {}
@@ -535,6 +539,11 @@ def encode_chunk(
         ),
         started_at=started_at,
         ended_at=time.time(),
+        audio_figures=StageFigures(
+            wall_s=sum(r.stats.wall_s for r in audio_runs), cpu_s=audio_reads.cpu_s,
+            bytes_read=audio_reads.bytes_read, bytes_written=audio.bytes if audio else 0,
+            requests=audio_reads.requests, max_rss_mb=max((r.stats.max_rss_mb for r in audio_runs), default=0.0),
+        ) if audio_runs else None,
     )
 
 

@@ -75,6 +75,9 @@ class Stages:
     encode: EncodeFigures | None
     merge: StageFigures
     total_s: float  # the job's wall time, from its claim to its manifest
+    # The audio is encoded by the chunk encoders, each its own range beside its video: its
+    # part of their figures (sum and max over the chunks; wall time runs beside the video's).
+    audio: EncodeFigures | None = None
 
     @property
     def critical_path_s(self) -> float:
@@ -85,7 +88,7 @@ class Stages:
         return {
             "split": self.split.to_dict(),
             "encode": self.encode.to_dict() if self.encode else None,
-            "audio": {"in_encoders": True},
+            "audio": {"in_encoders": True, **(self.audio.to_dict() if self.audio else {})},
             "merge": self.merge.to_dict(),
             "critical_path_s": round(self.critical_path_s, 3),
             "total_s": round(self.total_s, 3),
@@ -94,7 +97,10 @@ class Stages:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Stages":
         encode = EncodeFigures.from_dict(data["encode"]) if data.get("encode") else None
-        return cls(StageFigures.from_dict(data["split"]), encode, StageFigures.from_dict(data["merge"]), data["total_s"])
+        audio = data.get("audio") or {}
+        audio_figures = EncodeFigures.from_dict(audio) if "sum" in audio else None
+        return cls(StageFigures.from_dict(data["split"]), encode, StageFigures.from_dict(data["merge"]),
+                   data["total_s"], audio_figures)
 
 
 @dataclass(frozen=True)

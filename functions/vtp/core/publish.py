@@ -319,7 +319,8 @@ def publish(
         renditions=tuple(_rendition_entry(r, video[r.name]) for r in plan.renditions),
         audio=_audio_entry(audio, config) if audio else None,
         chunks=len(results),
-        stages=Stages(split=split, encode=encode, merge=merge, total_s=time.time() - started_at),
+        stages=Stages(split=split, encode=encode, merge=merge, total_s=time.time() - started_at,
+                      audio=_audio_figures(results)),
         outputs={
             "hls_master": MASTER_PLAYLIST,
             "dash_manifest": DASH_MANIFEST,
@@ -339,6 +340,15 @@ def _encode_figures(results: list[ChunkResult]) -> EncodeFigures:
         "wall_s", "cpu_s", "bytes_read", "bytes_written", "requests", "max_rss_mb")))
     span = max(r.ended_at for r in results) - min(r.started_at for r in results)
     return EncodeFigures(len(results), total, peak, span)
+
+
+def _audio_figures(results: list[ChunkResult]) -> EncodeFigures | None:
+    figures = [r.audio_figures for r in results if r.audio_figures is not None]
+    if not figures:
+        return None
+    peak = StageFigures(*(max(getattr(f, name) for f in figures) for name in (
+        "wall_s", "cpu_s", "bytes_read", "bytes_written", "requests", "max_rss_mb")))
+    return EncodeFigures(len(figures), sum(figures, StageFigures()), peak, max(f.wall_s for f in figures))
 
 
 def _source_summary(info: SourceInfo, top: Timeline) -> dict[str, Any]:
