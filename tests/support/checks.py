@@ -202,10 +202,13 @@ def check_job_outputs(folder: Path, source: Path, *, has_audio: bool, frame_s: f
     cues = [line for line in vtt.splitlines() if "#xywh=" in line]
     assert cues, "no thumbnail cue"
     assert len(cues) == math.ceil(duration / 2.0 - 1e-4), (len(cues), duration)
+    sprites: dict[str, dict] = {}  # each sprite read once (a long chunk's sprite holds many cues)
     for cue in cues:
         image, _, box = cue.partition("#xywh=")
         x, y, w, h = (int(v) for v in box.split(","))
-        stream = ffprobe_json(["-show_streams", str(thumbnails / image)])["streams"][0]
+        if image not in sprites:
+            sprites[image] = ffprobe_json(["-show_streams", str(thumbnails / image)])["streams"][0]
+        stream = sprites[image]
         assert x + w <= stream["width"] and y + h <= stream["height"], cue
     return manifest
 

@@ -113,18 +113,36 @@ class TrackFacts:
 
 @dataclass(frozen=True)
 class Thumbnails:
-    sprite: str | None  # key of the chunk's sprite (one row of tiles), None if it has no tile
-    times: tuple[float, ...]  # output times of its tiles, left to right
+    sprite: str | None  # key of the chunk's sprite (rows of tiles), None if it has no tile
+    times: tuple[float, ...]  # output times of its tiles, left to right, then top to bottom
     tile_width: int
     tile_height: int
+    columns: int = 0  # tiles in a row of the sprite; 0: all in one row
+
+    @property
+    def row_length(self) -> int:
+        return self.columns or len(self.times)
 
     def to_dict(self) -> dict[str, Any]:
         return {"sprite": self.sprite, "times": list(self.times), "tile_width": self.tile_width,
-                "tile_height": self.tile_height}
+                "tile_height": self.tile_height, "columns": self.columns}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Thumbnails":
-        return cls(data["sprite"], tuple(data["times"]), data["tile_width"], data["tile_height"])
+        return cls(data["sprite"], tuple(data["times"]), data["tile_width"], data["tile_height"], data.get("columns", 0))
+
+
+# A JPEG is at most 65,500 pixels either way.
+SPRITE_ROW_TILES = 10
+
+
+def sprite_columns(count: int, tile_width: int, tile_height: int) -> int:
+    """Tiles in a row of a chunk's sprite: one row for a usual chunk; a grid about as wide
+    as it is high where a chunk spans a long time (a hole in a VFR source can put an hour
+    in one chunk: 1800 tiles in one row would be a JPEG 288,000 pixels wide)."""
+    if count <= SPRITE_ROW_TILES:
+        return max(count, 1)
+    return min(count, max(SPRITE_ROW_TILES, math.ceil(math.sqrt(count * tile_height / tile_width))))
 
 
 @dataclass(frozen=True)
@@ -147,6 +165,9 @@ class ChunkResult:
     attempt: int = 0
     worker: str = ""
     audio_figures: StageFigures | None = None  # the audio's own process (part of `figures`)
+    # The first complaint of ffmpeg's demuxer about the source's container in this chunk
+    # ("Packet corrupt ..."): where the chunks then do not fit together, the source is blamed.
+    source_damage: str = ""
 
     @property
     def first_frame(self) -> int:
@@ -162,6 +183,7 @@ class ChunkResult:
             "figures": self.figures.to_dict(), "started_at": self.started_at, "ended_at": self.ended_at,
             "attempt": self.attempt, "worker": self.worker,
             "audio_figures": self.audio_figures.to_dict() if self.audio_figures else None,
+            "source_damage": self.source_damage,
         }
 
     @classmethod
@@ -176,6 +198,7 @@ class ChunkResult:
             started_at=data.get("started_at", 0.0), ended_at=data.get("ended_at", 0.0),
             attempt=data.get("attempt", 0), worker=data.get("worker", ""),
             audio_figures=StageFigures.from_dict(data["audio_figures"]) if data.get("audio_figures") else None,
+            source_damage=data.get("source_damage", ""),
         )
 
 
@@ -256,7 +279,10 @@ def _grid(start: float, end: float, step: float) -> list[float]:
     times = []
     number = 0
     while start + number * step < end - BOUNDARY_EPSILON_S:
-        times.append(start + number * step - BOUNDARY_EPSILON_S if number else start)
+        # Every grid time, the chunk's start too, BOUNDARY_EPSILON_S early, as the chunk's
+        # trim: a frame a tick before the start is the chunk's first frame and no second
+        # keyframe is forced one frame later.
+        times.append(max(start + number * step - BOUNDARY_EPSILON_S, 0.0))
         number += 1
     return times
 
@@ -270,6 +296,10 @@ def tile_times(chunk: Chunk, info: SourceInfo, interval: float) -> tuple[float, 
         times.append(round(number * interval, 6))
         number += 1
     return tuple(times)
+
+
+def _tile_height(info: SourceInfo, config: PipelineConfig) -> int:
+    return max(2, 2 * round(config.thumbnail_width * info.video.display_height / info.video.display_width / 2))
 
 
 def poster_time(info: SourceInfo) -> float:
@@ -351,7 +381,8 @@ def encode_args(
         nodes.append(ff.output(scale_chain(branch, rendition), str(outputs.video[rendition.name]), **options))
     position = len(renditions)
     if outputs.tiles:
-        tile_height = max(2, 2 * round(config.thumbnail_width * video.display_height / video.display_width / 2))
+        tile_height = _tile_height(info, config)
+        columns = sprite_columns(len(outputs.tiles), config.thumbnail_width, tile_height)
         tiles = (
             branches[position]
             # eof_action=pass: the last tile too, where the source gives its last frame no duration.
@@ -359,14 +390,19 @@ def encode_args(
                     round="down", eof_action="pass")
             # JPEG is full range: say so, or the encoder refuses a source tagged as limited range.
             .filter("scale", config.thumbnail_width, tile_height, out_range="full")
-            .filter("tile", f"{len(outputs.tiles)}x1")
+            .filter("tile", f"{columns}x{math.ceil(len(outputs.tiles) / columns)}")
         )
         nodes.append(ff.output(tiles, str(outputs.sprite), frames=1, update=1, **{"q:v": 4, "fps_mode": "passthrough"}))
         position += 1
     if outputs.poster:
+        at = poster_time(info)
         poster = (
             branches[position]
-            .filter("trim", start=f"{poster_time(info) - BOUNDARY_EPSILON_S:.6f}")
+            # The frame shown at that time, which may have started before it (a still image
+            # for the whole video, a hole in a VFR source): a frame grid whose first point is
+            # `at`. (A `trim` from `at` kept no frame where none starts after it: no poster.)
+            .filter("fps", fps=f"1/{at:.6f}" if at > 0 else "1", start_time=f"{at:.6f}", round="down",
+                    eof_action="pass")
             .filter("trim", end_frame=1)
             .filter("scale", f"min({config.poster_width},iw)", -2, out_range="full")
         )
@@ -488,6 +524,10 @@ def encode_chunk(
         audio_track, audio_runs = audio_job.result() if audio_job else (None, [])
     audio_reads = sum((io_stats(r) for r in audio_runs), IoStats())
     reads = audio_reads + io_stats(result)
+    damage = source_damage(result.stderr, *(r.stderr for r in audio_runs))
+    if _PARTIAL_FILE in damage:
+        # The container's index names media past the end of the file: it is cut short.
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"the file is cut short: its index names media past its end ({damage})")
 
     uploads: list[tuple[str, bytes]] = []
     video: dict[str, TrackFacts] = {}
@@ -509,11 +549,12 @@ def encode_chunk(
         uploads += [(segment_key(AUDIO_NAME, s.start), data) for s, data in zip(audio.segments, segments)]
 
     sprite = None
-    tile_height = 0
+    tile_height = columns = 0
     if tiles and outputs.sprite.exists():
         sprite = sprite_key(chunk.index)
         uploads.append((sprite, outputs.sprite.read_bytes()))
-        tile_height = max(2, 2 * round(config.thumbnail_width * info.video.display_height / info.video.display_width / 2))
+        tile_height = _tile_height(info, config)
+        columns = sprite_columns(len(tiles), config.thumbnail_width, tile_height)
     poster = None
     if outputs.poster and outputs.poster_file.exists():
         poster = f"{THUMBNAILS_DIR}/{POSTER}"
@@ -528,7 +569,7 @@ def encode_chunk(
         end_s=chunk.end_s,
         video=video,
         audio=audio,
-        thumbnails=Thumbnails(sprite, tiles if sprite else (), config.thumbnail_width, tile_height),
+        thumbnails=Thumbnails(sprite, tiles if sprite else (), config.thumbnail_width, tile_height, columns),
         poster=poster,
         next_frame=next_frame,
         frames_decoded=_frames_decoded(result.stderr),
@@ -544,6 +585,7 @@ def encode_chunk(
             bytes_read=audio_reads.bytes_read, bytes_written=audio.bytes if audio else 0,
             requests=audio_reads.requests, max_rss_mb=max((r.stats.max_rss_mb for r in audio_runs), default=0.0),
         ) if audio_runs else None,
+        source_damage=damage,
     )
 
 
@@ -561,7 +603,10 @@ def _segments(
             slot = len(groups)
         else:
             offset = Fraction(fragment.first_presentation, scale) - Fraction(chunk.start_s).limit_denominator(10**6)
-            slot = math.floor(offset / Fraction(segment_s).limit_denominator(10**6) + Fraction(1, 10**6))
+            # Frames up to BOUNDARY_EPSILON_S before a grid time are after it, as in the
+            # chunk's trim and its keyframe grid (a 1-frame segment otherwise).
+            epsilon = Fraction(BOUNDARY_EPSILON_S).limit_denominator(10**6)
+            slot = math.floor((offset + epsilon) / Fraction(segment_s).limit_denominator(10**6))
         if slot != current_slot:
             groups.append([])
             current_slot = slot
@@ -599,6 +644,20 @@ def _check_rungs_agree(chunk: Chunk, video: dict[str, TrackFacts]) -> None:
             )
         if not all(s.keyframe_first for s in facts.segments):
             raise PipelineError(ErrorCode.OUTPUT_CHECK_FAILED, f"{chunk.name}: a {name} segment does not start with a keyframe")
+
+
+_PARTIAL_FILE = "partial file"
+# What ffmpeg's demuxer says when the container itself is damaged (its input's log lines).
+_DAMAGE = re.compile(r"^\[in#\d+/[^\]]*\] \[(?:warning|error)\] (.*(?:partial file|Packet corrupt|corrupt input packet).*)$", re.M)
+
+
+def source_damage(*logs: str) -> str:
+    """The first complaint about the source's container in ffmpeg's logs, or ""."""
+    for log in logs:
+        match = _DAMAGE.search(log)
+        if match:
+            return match.group(1).strip()[:200]
+    return ""
 
 
 _DECODED = re.compile(r"Input stream #0:\d+ \(video\): \d+ packets read \(\d+ bytes\); (\d+) frames decoded")

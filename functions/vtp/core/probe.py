@@ -32,6 +32,7 @@ _REFERENCE_FORMATS = {"hls", "applehttp", "concat", "dash", "ffconcat", "tee", "
 # Containers that seek by estimate rather than by an index: a seek can land after the
 # keyframe asked for, so keyframes are looked for in a window before the boundary.
 _ESTIMATED_SEEK = {"mpegts", "mpeg", "mpegvideo", "dv", "wtv", "asf"}
+_IMAGE_FORMATS = {"image2", "image2pipe"}
 _IMAGE_CODECS = {"gif", "png", "apng", "webp", "bmp", "tiff", "jpegls", "jpeg2000"}
 # Containers whose demuxer seeks by presentation time (ffmpeg's AVFMT_SEEK_TO_PTS). In the
 # others, when a stream has B-frame delay, ffmpeg's -ss lands 3/23 s before the time asked
@@ -187,6 +188,8 @@ def check_codecs(header: Header) -> None:
     codec = header.video.get("codec_name") or "unknown"
     if codec in _IMAGE_CODECS:
         raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the video is {codec} images, not a video codec")
+    if codec in _NO_DECODER:
+        raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, _NO_DECODER[codec])
     if codec not in VIDEO_CODECS:
         raise PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the video codec {codec} is not accepted")
 
@@ -453,6 +456,10 @@ def _packets(source: Source, info: SourceInfo, intervals: str, spent: list[IoSta
     return packets
 
 
+_NO_INDEX = "moov atom not found"
+_MISDETECTED = "misdetection possible"
+# Codecs ffprobe recognises that this FFmpeg build cannot decode (see source.VIDEO_CODECS).
+_NO_DECODER = {"av1": "the video is AV1, which this ffmpeg build cannot decode (it has no software AV1 decoder)"}
 _NOT_ON_WHITELIST = re.compile(r"\[([\w,]+) @ [^\]]*\] (?:\[\w+\] )?(Codec \((\w+)\) |Format )not on whitelist")
 
 
@@ -470,9 +477,13 @@ def _unreadable(failure: FfmpegFailed, source: Source) -> PipelineError:
         codec = refused.group(3)
         if codec in _IMAGE_CODECS:
             return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the video is {codec} images, not a video codec")
+        if codec in _NO_DECODER:
+            return PipelineError(ErrorCode.UNSUPPORTED_INPUT, _NO_DECODER[codec])
         return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the file has a stream in the {codec} codec, which is not accepted")
     if refused:
         kind = refused.group(1)
+        if set(kind.split(",")) & _IMAGE_FORMATS:
+            return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"{kind} input (a still image or a sequence of them) is not a video file")
         if set(kind.split(",")) & _REFERENCE_FORMATS:
             return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"{kind} input (a playlist or list of files) is not a video file")
         return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"the {kind} format is not accepted")
@@ -481,6 +492,13 @@ def _unreadable(failure: FfmpegFailed, source: Source) -> PipelineError:
         return PipelineError(
             ErrorCode.RESOLUTION_TOO_HIGH,
             f"the picture is {too_large.group(1)}x{too_large.group(2)}, larger than any picture ffmpeg can decode",
+        )
+    if _NO_INDEX in failure.stderr and _MISDETECTED not in failure.stderr:
+        # An MP4/MOV by its content (ftyp), but without its index: an upload or a recording
+        # cut off before the moov atom at its end was written. (A text file named .mp4 is
+        # "detected only with low score" and falls through to the next case.)
+        return PipelineError(
+            ErrorCode.CORRUPT_INPUT, "the MP4/MOV file has no index (moov atom): it is incomplete, cut off before its end"
         )
     if "Invalid data found" in failure.stderr or "could not find codec parameters" in failure.stderr.lower():
         return PipelineError(ErrorCode.UNSUPPORTED_INPUT, f"not a media file ffmpeg can read ({detail})")

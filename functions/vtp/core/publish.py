@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import time
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Iterator
 
 from vtp.core.config import PipelineConfig
 from vtp.core.encode import AUDIO_NAME, THUMBNAILS_DIR, ChunkResult, TrackFacts, init_key, segment_key
@@ -236,12 +237,14 @@ def thumbnails_track(results: list[ChunkResult], duration_s: float, interval: fl
         if thumbs.sprite is None:
             continue
         sprite = thumbs.sprite.split("/", 1)[1]
-        for column, start in enumerate(thumbs.times):
+        for number, start in enumerate(thumbs.times):
             if start >= duration_s - 1e-4:
                 break  # the header's duration was longer than the frames
             end = min(start + interval, duration_s)
+            row, column = divmod(number, thumbs.row_length)
+            x, y = column * thumbs.tile_width, row * thumbs.tile_height
             cues.append(f"{_timestamp(start)} --> {_timestamp(end)}")
-            cues.append(f"{sprite}#xywh={column * thumbs.tile_width},0,{thumbs.tile_width},{thumbs.tile_height}")
+            cues.append(f"{sprite}#xywh={x},{y},{thumbs.tile_width},{thumbs.tile_height}")
             cues.append("")
     return "\n".join(cues)
 
@@ -276,18 +279,19 @@ def publish(
     """
     started = merge_started if merge_started is not None else time.monotonic()
     results = sorted(results, key=lambda r: r.index)
-    check_results(results, plan)
-    video = {r.name: timeline(results, r.name) for r in plan.renditions}
-    audio = timeline(results, AUDIO_NAME) if info.has_audio else None
-    top = video[plan.renditions[0].name]
-    duration_s = top.end / top.timescale
-    if top.segments[0].start != 0:
-        raise PipelineError(ErrorCode.OUTPUT_CHECK_FAILED, f"the first frame is at {top.segments[0].start / top.timescale:.6f} s, not 0")
-    if audio is not None and abs(audio.end / audio.timescale - duration_s) > AUDIO_TOLERANCE_S:
-        raise PipelineError(
-            ErrorCode.OUTPUT_CHECK_FAILED,
-            f"the audio lasts {audio.end / audio.timescale:.3f} s, the video {duration_s:.3f} s",
-        )
+    with _blaming_damage(results):
+        check_results(results, plan)
+        video = {r.name: timeline(results, r.name) for r in plan.renditions}
+        audio = timeline(results, AUDIO_NAME) if info.has_audio else None
+        top = video[plan.renditions[0].name]
+        duration_s = top.end / top.timescale
+        if top.segments[0].start != 0:
+            raise PipelineError(ErrorCode.OUTPUT_CHECK_FAILED, f"the first frame is at {top.segments[0].start / top.timescale:.6f} s, not 0")
+        if audio is not None and abs(audio.end / audio.timescale - duration_s) > AUDIO_TOLERANCE_S:
+            raise PipelineError(
+                ErrorCode.OUTPUT_CHECK_FAILED,
+                f"the audio lasts {audio.end / audio.timescale:.3f} s, the video {duration_s:.3f} s",
+            )
     frame_rate = Fraction(info.video.frame_rate)
     documents: dict[str, str] = {}
     for name, track in video.items():
@@ -330,6 +334,20 @@ def publish(
         },
         settings=_settings(config),
     )
+
+
+@contextmanager
+def _blaming_damage(results: list[ChunkResult]) -> Iterator[None]:
+    """Chunks that do not fit together are the pipeline's fault, unless ffmpeg found the
+    source's container damaged while reading them: then the damage is the cause (timestamps
+    that jump, frames or audio missing), and retrying cannot help."""
+    try:
+        yield
+    except PipelineError as error:
+        damage = next((r.source_damage for r in results if r.source_damage), "")
+        if error.code is not ErrorCode.OUTPUT_CHECK_FAILED or not damage:
+            raise
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"the file is damaged ({damage}), so {error.message}") from None
 
 
 def _encode_figures(results: list[ChunkResult]) -> EncodeFigures:

@@ -28,19 +28,30 @@ SOURCE_FORMATS = (
 # ffprobe's names of those containers ("mov,mp4,m4a,3gp,3g2,mj2" is one name).
 ACCEPTED_CONTAINERS = frozenset(SOURCE_FORMATS.split(","))
 
+# ffprobe's names of the codecs (codec_name) vtp accepts. AV1 is not among them: this
+# FFmpeg build's only AV1 decoder needs hardware acceleration (no libdav1d or libaom), so
+# an AV1 file cannot be decoded here and is refused as unsupported, not as corrupt.
 VIDEO_CODECS = (
-    "h264", "hevc", "vp8", "vp9", "av1", "mpeg1video", "mpeg2video", "mpeg4", "msmpeg4v2", "msmpeg4v3", "h263",
+    "h264", "hevc", "vp8", "vp9", "mpeg1video", "mpeg2video", "mpeg4", "msmpeg4v2", "msmpeg4v3", "h263",
     "vc1", "wmv1", "wmv2", "wmv3", "prores", "dnxhd", "mjpeg", "theora", "ffv1", "rawvideo", "dvvideo", "cfhd",
     "flv1",
 )
 AUDIO_CODECS = (
-    "aac", "mp3", "mp2", "mp1", "ac3", "eac3", "opus", "vorbis", "flac", "alac", "dca", "truehd", "wmav1",
+    "aac", "mp3", "mp2", "mp1", "ac3", "eac3", "opus", "vorbis", "flac", "alac", "dts", "truehd", "wmav1",
     "wmav2", "amr_nb", "amr_wb",
     "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le", "pcm_f32be",
     "pcm_f64le", "pcm_u8", "pcm_s8", "pcm_mulaw", "pcm_alaw", "pcm_bluray", "pcm_dvd",
 )
+# The codec whitelist is matched against decoder names, which are not always the codec's
+# name: MP3 is decoded by "mp3float" (ffmpeg's first choice), Sorenson Spark (flv1) by
+# "flv", DTS by "dca". Without these, such files could not be decoded at all.
+_DECODERS = {
+    "flv1": ("flv",), "msmpeg4v3": ("msmpeg4",), "mp3": ("mp3float", "mp3"), "mp2": ("mp2", "mp2float"),
+    "mp1": ("mp1", "mp1float"), "ac3": ("ac3", "ac3_fixed"), "aac": ("aac", "aac_fixed"), "dts": ("dca",),
+    "amr_nb": ("amrnb",), "amr_wb": ("amrwb",),
+}
 # Decoders ffmpeg may open for the source (a codec whitelist beside the format whitelist).
-SOURCE_CODECS = ",".join((*VIDEO_CODECS, *AUDIO_CODECS))
+SOURCE_CODECS = ",".join(name for codec in (*VIDEO_CODECS, *AUDIO_CODECS) for name in _DECODERS.get(codec, (codec,)))
 
 # CA certificates for ffmpeg's TLS (its static build carries none): the Lambda runtime's bundle.
 CA_FILE_ENV = "VTP_CA_FILE"
