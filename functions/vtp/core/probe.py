@@ -49,6 +49,7 @@ _SUBTITLE_DECODERS = (
 )
 _HEADER_TIMEOUT_S = 60.0
 _FIRST_FRAMES = 48  # packets read to find the first decoded frames and their rate
+_BATCH_MIN = 16  # boundaries per ffprobe, at least (each ffprobe reads the header again)
 _KEYFRAME_WINDOWS_S = (0.0, 1.0, 3.0, 8.0, 20.0, 60.0)
 
 
@@ -350,11 +351,14 @@ def keyframe_finder(source: Source, info: SourceInfo, *, workers: int = 8) -> tu
     def find(boundaries: list[float]) -> list[KeyframeQuery]:
         if not boundaries:
             return []
-        if not info.seeks_by_estimate:
-            found = _first_packets(source, info, boundaries, spent)
-            if found is not None:
-                return found
         with ThreadPoolExecutor(max_workers=workers) as pool:
+            if not info.seeks_by_estimate:
+                # Batches in parallel: over HTTP every seek is a ranged GET, and latencies add up.
+                size = max(_BATCH_MIN, math.ceil(len(boundaries) / workers))
+                batches = [boundaries[i : i + size] for i in range(0, len(boundaries), size)]
+                answers = list(pool.map(lambda batch: _first_packets(source, info, batch, spent), batches))
+                if all(answer is not None for answer in answers):
+                    return [query for answer in answers for query in answer]  # type: ignore[union-attr]
             return list(pool.map(lambda b: _windowed(source, info, b, spent), boundaries))
 
     return find, spent
