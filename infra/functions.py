@@ -1,7 +1,8 @@
-"""Functions: the four Lambdas, the ffmpeg layer, one IAM role per function.
+"""Functions: the five Lambdas, the ffmpeg layer, one IAM role per function.
 
-All four run the same code asset (``functions/vtp`` + its pure-Python deps, see
-packaging.py) with the ``FfmpegLayer`` (``/opt/bin/ffmpeg``, ``/opt/bin/ffprobe``).
+All five run the same code asset (``functions/vtp`` + its pure-Python deps, see
+packaging.py); the four that may run ffmpeg have the ``FfmpegLayer`` (``/opt/bin/ffmpeg``,
+``/opt/bin/ffprobe``).
 
 No function copies the source or holds the video: the splitter probes it and every
 encoder reads its own time range of it through a presigned URL (ranged GETs); the
@@ -18,25 +19,35 @@ function   memory MB   timeout  /tmp MB    why
 splitter   1769        5 min    512        Header, first frames and one seek per chunk
                                            boundary, over HTTP: a few MB read whatever the
                                            length; one vCPU for the ffprobe/ffmpeg calls.
-encoder    10240       15 min   2048       One 12 s chunk read from the source, decoded once,
-                                           every rung and the audio in one process: CPU bound.
-                                           The decoder and the rung encoders run side by
-                                           side, so the work spreads over all 6 vCPUs, and the
-                                           fan-out's critical path is one chunk. /tmp holds the
-                                           chunk's fragmented MP4s before they are cut into
-                                           segments (tens of MB). Override with context
-                                           vtp:encoder-memory-mb (accounts whose Lambda memory
-                                           quota is 3008 MB).
+                                           The timeout (context vtp:splitter-timeout-s) sets
+                                           the claim's lease and the uploads queue's
+                                           visibility timeout (vtp/contract.py).
+encoder    parameter   15 min   2048       One 12 s chunk read from the source, decoded once,
+           (3008)                          every rung and the audio in one process: CPU bound.
+                                           Stack parameter EncoderMemoryMB, default 3008 (about
+                                           1.7 vCPUs), which every account allows; 10240 gives
+                                           6 vCPUs: the decoder and the rung encoders run side
+                                           by side, so a chunk takes about a third of the time
+                                           for about the same price. /tmp holds the chunk's
+                                           fragmented MP4s before they are cut into segments
+                                           (tens of MB). Reserved concurrency: stack parameter
+                                           EncoderReservedConcurrency (0 = none).
 merger     1024        5 min    512        Reads the chunks' facts (about 2 KB each), writes
                                            playlists, MPD, VTT and manifest.json: no media.
 failure    512         5 min    512        DynamoDB update, FAILED manifest, deleting the
-                                           partial output: API calls only.
+                                           partial output, one event: API calls only.
+watchdog   256         2 min    512        Queries the RUNNING jobs, describes their
+                                           executions, emits metrics: API calls only.
 =========  ==========  =======  =========  ==================================================
 
 Each role gets only explicit statements: S3 object actions on the key prefixes
 the function uses, ``ListBucket`` on those buckets (so a missing key is a 404,
-not a 403), item actions on the one jobs table, writes to its own log group,
-X-Ray. No managed policies.
+not a 403), item actions on the one jobs table, writes to its own log group;
+X-Ray's two actions (which take no resource) in a policy of their own, so that
+the one acknowledged ``Resource: *`` covers those two actions and nothing else.
+No managed policies. The splitter, which parses untrusted media, has no access
+to the output bucket at all: a refused input's FAILED manifest is written by the
+failure function.
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import Aws, CfnCondition, Duration, Fn, RemovalPolicy, Size, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -52,12 +63,15 @@ from constructs import Construct
 
 from infra.nag import acknowledge, acknowledge_wildcard_resources
 from infra.storage import WORK_PREFIX, Storage
+from vtp import contract
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.X86_64
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 FFMPEG_DIR = "/opt/bin"
-FAULT_INJECTION_ENV = "VTP_FAIL_FIRST_ATTEMPT_CHUNK"
+FAULT_INJECTION_ENV = contract.ENV_FAULT_CHUNK
+FUNCTION_NAMES = ("Splitter", "Encoder", "Merger", "Failure", "Watchdog")
+WITHOUT_FFMPEG = ("Watchdog",)
 FAULT_INJECTION_CHUNK = "0"  # index of the chunk whose first encode attempt fails in retry tests
 
 
@@ -71,26 +85,28 @@ class FunctionSpec:
     description: str
 
 
-def function_specs(encoder_memory_mb: int = 10240) -> dict[str, FunctionSpec]:
+def function_specs(encoder_memory_mb: int | float = 3008, splitter_timeout_s: int = contract.DEFAULT_SPLITTER_TIMEOUT_S) -> dict[str, FunctionSpec]:
     """Sizing of each function; the module docstring says why."""
     minutes = Duration.minutes
     return {
         spec.construct_id: spec
         for spec in (
-            FunctionSpec("Splitter", "vtp.handlers.splitter.handler", 1769, minutes(5), 512,
+            FunctionSpec("Splitter", "vtp.handlers.splitter.handler", 1769, Duration.seconds(splitter_timeout_s), 512,
                          "vtp: S3 upload -> probe (ranged reads), validate, plan chunks, start the workflow"),
             FunctionSpec("Encoder", "vtp.handlers.encoder.handler", encoder_memory_mb, minutes(15), 2048,
                          "vtp: one chunk of the source -> final segments of every rung and the audio"),
             FunctionSpec("Merger", "vtp.handlers.merger.handler", 1024, minutes(5), 512,
                          "vtp: the chunks' facts -> playlists, MPD, thumbnails track, manifest.json, COMPLETE"),
             FunctionSpec("Failure", "vtp.handlers.failure.handler", 512, minutes(5), 512,
-                         "vtp: mark the job FAILED, FAILED manifest, remove partial output"),
+                         "vtp: mark the job FAILED, FAILED manifest, remove partial output, TranscodeJobFailed"),
+            FunctionSpec("Watchdog", "vtp.handlers.watchdog.handler", 256, minutes(2), 512,
+                         "vtp: age of the RUNNING jobs (JobsOverdue), repair of jobs whose execution ended unnoticed"),
         )
     }
 
 
 class PipelineFunctions(Construct):
-    """The Lambdas. ``functions[name]`` and ``roles[name]`` for name in Splitter, Encoder, Merger, Failure."""
+    """The Lambdas. ``functions[name]`` and ``roles[name]`` for name in FUNCTION_NAMES."""
 
     def __init__(
         self,
@@ -102,7 +118,9 @@ class PipelineFunctions(Construct):
         layer_dir: Path,
         log_level: str = "INFO",
         fault_injection: bool = False,
-        encoder_memory_mb: int = 10240,
+        encoder_memory_mb: int | float = 3008,
+        encoder_reserved_concurrency: int | float | None = None,
+        splitter_timeout_s: int = contract.DEFAULT_SPLITTER_TIMEOUT_S,
         settings: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -123,20 +141,21 @@ class PipelineFunctions(Construct):
         code = lambda_.Code.from_asset(str(code_dir), exclude=[".vtp-build-stamp"])
 
         environment = {
-            "INPUT_BUCKET": storage.input_bucket_name,
-            "WORK_BUCKET": storage.work_bucket.bucket_name,
-            "OUTPUT_BUCKET": storage.output_bucket.bucket_name,
-            "JOBS_TABLE": storage.jobs_table.table_name,
-            "VTP_FFMPEG_DIR": FFMPEG_DIR,
-            "POWERTOOLS_SERVICE_NAME": "vtp",
-            "POWERTOOLS_METRICS_NAMESPACE": "vtp",
-            "LOG_LEVEL": log_level,
+            contract.ENV_INPUT_BUCKET: storage.input_bucket_name,
+            contract.ENV_WORK_BUCKET: storage.work_bucket.bucket_name,
+            contract.ENV_OUTPUT_BUCKET: storage.output_bucket.bucket_name,
+            contract.ENV_JOBS_TABLE: storage.jobs_table.table_name,
+            contract.ENV_FFMPEG_DIR: FFMPEG_DIR,
+            contract.ENV_POWERTOOLS_SERVICE: contract.SERVICE_NAME,
+            contract.ENV_POWERTOOLS_NAMESPACE: contract.METRIC_NAMESPACE,
+            contract.ENV_LOG_LEVEL: log_level,
         }
         environment.update(settings or {})
         if fault_injection:
             environment[FAULT_INJECTION_ENV] = FAULT_INJECTION_CHUNK
+            environment[contract.ENV_SPLITTER_FAULTS] = "1"
 
-        self.specs = function_specs(encoder_memory_mb)
+        self.specs = function_specs(encoder_memory_mb, splitter_timeout_s)
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
@@ -158,6 +177,26 @@ class PipelineFunctions(Construct):
                     resources=[log_group.log_group_arn],
                 )
             )
+            # X-Ray's actions take no resource: alone in their own policy, so that the one
+            # acknowledged `Resource: *` cannot hide a wildcard added to the role later.
+            xray = iam.Policy(
+                self,
+                f"{name}XRay",
+                roles=[role],
+                statements=[
+                    iam.PolicyStatement(
+                        sid="XRayTracing",
+                        actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                        resources=["*"],
+                    )
+                ],
+            )
+            acknowledge(
+                xray,
+                "AwsSolutions-IAM5[Resource::*]",
+                "X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords: the only two actions of "
+                "this policy) does not support resource-level permissions.",
+            )
             function = lambda_.Function(
                 self,
                 name,
@@ -166,32 +205,46 @@ class PipelineFunctions(Construct):
                 architecture=ARCHITECTURE,
                 handler=spec.handler,
                 code=code,
-                layers=[self.ffmpeg_layer],
+                layers=[] if name in WITHOUT_FFMPEG else [self.ffmpeg_layer],
                 role=role,
                 memory_size=spec.memory_mb,
                 timeout=spec.timeout,
                 ephemeral_storage_size=Size.mebibytes(spec.ephemeral_mb),
                 environment=dict(environment),
-                tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
             )
+            cfn_function: lambda_.CfnFunction = function.node.default_child  # type: ignore[assignment]
+            cfn_function.tracing_config = lambda_.CfnFunction.TracingConfigProperty(mode="Active")
+            cfn_function.add_resource_dependency(xray.node.default_child)
             acknowledge(
                 function,
                 "AwsSolutions-L1",
                 "Pinned to python3.12 on purpose: the code asset's compiled dependencies (wrapt) are "
                 "built for CPython 3.12 and the project targets 3.12; move runtime and packaging together.",
             )
-            acknowledge(
-                role,
-                "AwsSolutions-IAM5[Resource::*]",
-                "X-Ray tracing (xray:PutTraceSegments, xray:PutTelemetryRecords, added by Tracing.ACTIVE) "
-                "does not support resource-level permissions.",
-            )
             self.functions[name] = function
             self.roles[name] = role
             self.log_groups[name] = log_group
 
+        if encoder_reserved_concurrency is not None:
+            self._reserve_encoder_concurrency(encoder_reserved_concurrency)
         self._grant_storage_access()
+
+    def _reserve_encoder_concurrency(self, reserved: int | float) -> None:
+        """ReservedConcurrentExecutions on the encoder, left out (not 0, which would stop it)
+        when the value is 0: a default that deploys on any account (reserving needs 100 of
+        the account's concurrency left unreserved)."""
+        encoder: lambda_.CfnFunction = self.functions["Encoder"].node.default_child  # type: ignore[assignment]
+        if not Token.is_unresolved(reserved):
+            if reserved:
+                encoder.reserved_concurrent_executions = int(reserved)
+            return
+        self.reserve_condition = CfnCondition(
+            self, "EncoderConcurrencyReserved", expression=Fn.condition_not(Fn.condition_equals(reserved, 0))
+        )
+        encoder.add_property_override(
+            "ReservedConcurrentExecutions", Fn.condition_if(self.reserve_condition.logical_id, reserved, Aws.NO_VALUE)
+        )
 
     # ------------------------------------------------------------------ permissions
 
@@ -204,12 +257,12 @@ class PipelineFunctions(Construct):
             "job at run time (job id, chunk index, rung), so the grant is by prefix within one bucket.",
         )
 
-    def _table(self, name: str, actions: list[str]) -> None:
+    def _table(self, name: str, actions: list[str], resources: list[str] | None = None) -> None:
         self.roles[name].add_to_policy(
             iam.PolicyStatement(
                 sid="JobsTable",
                 actions=[f"dynamodb:{action}" for action in actions],
-                resources=[self._storage.jobs_table.table_arn],
+                resources=resources or [self._storage.jobs_table.table_arn],
             )
         )
 
@@ -224,30 +277,35 @@ class PipelineFunctions(Construct):
         read_input = ["s3:GetObject", "s3:GetObjectVersion"]
 
         # Calls made by functions/vtp/aws (S3Store, DynamoJobStore, presigned URLs read by ffmpeg).
-        # Splitter: probe the upload, write job.json + chunks.json, create the job record;
-        # a rejected input is failed right here (FAILED manifest, partial output removed).
-        self._s3("Splitter", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn, output_arn])
+        # Splitter: probe the upload, write job.json + chunks.json (and the test-only fault
+        # marker), claim the job (UpdateItem; PutItem for a queued upload's record). No access to
+        # the output bucket: a refused input goes to the failure function (see stack.py).
+        self._s3("Splitter", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
         self._s3("Splitter", "ReadSource", read_input, [f"{input_arn}/*"])
         self._s3("Splitter", "WriteJob", ["s3:PutObject"], [work_jobs])
-        self._s3("Splitter", "FailedOutput", ["s3:PutObject", "s3:DeleteObject"], [output_all])
         self._table("Splitter", ["GetItem", "PutItem", "UpdateItem"])
-        # states:StartExecution on the state machine is added by the stack (see stack.py).
+        # states:StartExecution/ListExecutions/DescribeExecution, sqs and lambda:InvokeFunction
+        # of the failure function are added by the stack (see stack.py).
 
         # Encoder: read job.json and its time range of the upload, write its segments
-        # (and the test-only fault marker).
-        self._s3("Encoder", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
+        # (and the test-only fault marker); remove them again when the job failed meanwhile.
+        self._s3("Encoder", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn, output_arn])
         self._s3("Encoder", "ReadSource", read_input, [f"{input_arn}/*"])
         self._s3("Encoder", "JobFiles", ["s3:GetObject", "s3:PutObject"], [work_jobs])
-        self._s3("Encoder", "WriteSegments", ["s3:PutObject"], [output_all])
+        self._s3("Encoder", "WriteSegments", ["s3:PutObject", "s3:DeleteObject"], [output_all])
         self._table("Encoder", ["UpdateItem"])
 
-        # Merger: read job.json and the map's results, write the playlists and the manifest.
-        self._s3("Merger", "ListBuckets", ["s3:ListBucket"], [work_arn, output_arn])
+        # Merger: read job.json and the chunks' facts, write the playlists and the manifest.
+        self._s3("Merger", "ListBuckets", ["s3:ListBucket"], [work_arn])
         self._s3("Merger", "ReadWork", ["s3:GetObject"], [work_jobs])
         self._s3("Merger", "WriteOutput", ["s3:PutObject"], [output_all])
         self._table("Merger", ["UpdateItem"])
 
-        # Failure: remove partial output, FAILED manifest, job FAILED.
+        # Failure: read the job, remove partial output, FAILED manifest, job FAILED
+        # (events:PutEvents is added by the stack).
         self._s3("Failure", "ListOutput", ["s3:ListBucket"], [output_arn])
         self._s3("Failure", "FailedOutput", ["s3:PutObject", "s3:DeleteObject"], [output_all])
-        self._table("Failure", ["UpdateItem"])
+        self._table("Failure", ["GetItem", "UpdateItem"])
+
+        # Watchdog: the RUNNING jobs, through the by_status index only.
+        self._table("Watchdog", ["Query"], [f"{storage.jobs_table.table_arn}/index/{contract.INDEX_BY_STATUS}"])

@@ -1,6 +1,18 @@
-"""Monitoring: alarms on failed or timed-out jobs and on Lambda errors, a dashboard, an SNS topic.
+"""Monitoring: alarms on failed, stuck and lost jobs and on Lambda errors, a dashboard, an SNS topic.
 
-Idle cost: each standard alarm is billed (about USD 0.10 a month: 7 alarms here);
+Alarms (each at >= 1 in its period, missing data not breaching):
+
+* ``JobsFailed``: jobs that became FAILED (metric vtp/JobsFailed, emitted by the failure
+  function on every path: a refused input, a caught workflow error, a stopped, timed-out
+  or failed execution);
+* ``DeadLetters``: messages in the dead-letter queue (uploads whose splitter deliveries all
+  failed, failure-path events that could not be delivered): work that needs a redrive;
+* ``JobsOverdue``: jobs RUNNING longer than the OverdueJobMinutes parameter (metric
+  vtp/JobsOverdue, emitted every 10 minutes by the watchdog);
+* ``ExecutionsFailed``, ``ExecutionsTimedOut``: the state machine's own metrics;
+* ``<Function>Errors``: each Lambda's errors (retried ones included).
+
+Idle cost: each standard alarm is billed (about USD 0.10 a month: 10 alarms here);
 the dashboard is free within the account's first three; the topic costs nothing
 unless messages flow. Everything else in the stack bills only while a video is
 processed.
@@ -17,11 +29,24 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+import infra  # noqa: F401  (functions/ on sys.path)
+from vtp import contract
+
 
 PERIOD = Duration.minutes(5)
+WATCHDOG_PERIOD = Duration.minutes(10)
+
+
+def pipeline_metric(name: str, statistic: str = "Sum", period: Duration = PERIOD) -> cloudwatch.Metric:
+    """A metric the functions emit (powertools EMF: namespace vtp, dimension service=vtp)."""
+    return cloudwatch.Metric(
+        namespace=contract.METRIC_NAMESPACE, metric_name=name, dimensions_map={"service": contract.SERVICE_NAME},
+        statistic=statistic, period=period,
+    )
 
 
 class Monitoring(Construct):
@@ -32,6 +57,7 @@ class Monitoring(Construct):
         *,
         state_machine: sfn.StateMachine,
         functions: dict[str, lambda_.IFunction],
+        dead_letter_queue: sqs.IQueue | None = None,
         alarm_email: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -60,6 +86,18 @@ class Monitoring(Construct):
 
         self.alarms: list[cloudwatch.Alarm] = [
             alarm(
+                "JobsFailed",
+                pipeline_metric(contract.METRIC_JOBS_FAILED),
+                "A transcoding job became FAILED (refused input, workflow error, stopped or timed-out "
+                "execution); its manifest.json and the jobs table say why.",
+            ),
+            alarm(
+                "JobsOverdue",
+                pipeline_metric(contract.METRIC_JOBS_OVERDUE, "Maximum", WATCHDOG_PERIOD),
+                "Jobs have been RUNNING longer than expected (parameter OverdueJobMinutes): see "
+                "`vtp status --aws` (attempts, last error) and the dead-letter queue.",
+            ),
+            alarm(
                 "ExecutionsFailed",
                 state_machine.metric_failed(period=PERIOD, statistic="Sum"),
                 "A transcoding job failed (bad input or an error that survived the retries); see the jobs table.",
@@ -70,6 +108,16 @@ class Monitoring(Construct):
                 "A transcoding job hit the workflow timeout; its job record may still say RUNNING.",
             ),
         ]
+        if dead_letter_queue is not None:
+            self.alarms.append(
+                alarm(
+                    "DeadLetters",
+                    dead_letter_queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
+                    "Work parked in the dead-letter queue: an upload whose splitter deliveries all failed "
+                    "(see its job's last_error), or a failure-path event that could not be delivered. "
+                    "Fix the cause, then redrive the queue to the uploads queue.",
+                )
+            )
         for name, function in functions.items():
             self.alarms.append(
                 alarm(
@@ -96,10 +144,17 @@ class Monitoring(Construct):
                         width=12,
                     ),
                     cloudwatch.GraphWidget(
+                        title="Jobs failed, running, overdue",
+                        left=[pipeline_metric(contract.METRIC_JOBS_FAILED),
+                              pipeline_metric(contract.METRIC_JOBS_RUNNING, "Maximum", WATCHDOG_PERIOD),
+                              pipeline_metric(contract.METRIC_JOBS_OVERDUE, "Maximum", WATCHDOG_PERIOD)],
+                        width=6,
+                    ),
+                    cloudwatch.GraphWidget(
                         title="Job duration (ms)",
                         left=[state_machine.metric_time(period=PERIOD, statistic="Average")],
                         right=[state_machine.metric_time(period=PERIOD, statistic="Maximum")],
-                        width=12,
+                        width=6,
                     ),
                 ],
                 [

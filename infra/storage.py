@@ -12,10 +12,20 @@ encrypted with S3-managed keys (SSE-S3: no KMS key policy for Lambda or the
 Distributed Map reader/writer to get wrong, no key to pay for while idle), has
 ACLs disabled and writes server access logs to the access-log bucket.
 
-The input bucket has an explicit name derived from the stack name, account and
-region: the S3 notification, the Lambda permission and the splitter's policy
-can then refer to it by name instead of by reference, which is what keeps
-bucket -> permission -> function -> bucket from forming a dependency cycle.
+The input bucket is versioned (every job reads the one version its upload made,
+so an overwrite while a job runs is a second job, not a mix of two uploads;
+versions no longer current expire after NONCURRENT_RETENTION_DAYS) and has an
+explicit name, ``<stack-slug>-input-<account>-<8 hex of the stack id>``: the
+notification's queue policy can then name it without referring to the bucket
+resource (which depends on that policy: S3 checks the destination when the
+notification is saved), and the name is new with every stack *instance*, so a
+deploy after a failed first one (whose retained bucket stays behind) does not
+collide with the bucket left over. The other buckets and the table get names
+from CloudFormation.
+
+The jobs table has two indexes: ``by_input`` (input, created_at) finds every job of
+one upload key (`vtp status --aws KEY`), ``by_status`` (status, created_at) the
+RUNNING jobs, oldest first (the watchdog).
 """
 
 from __future__ import annotations
@@ -23,14 +33,19 @@ from __future__ import annotations
 import hashlib
 import re
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+import infra  # noqa: F401  (functions/ on sys.path)
+from vtp import contract
+
 WORK_PREFIX = "jobs/"
 WORK_RETENTION_DAYS = 7
 ACCESS_LOG_RETENTION_DAYS = 90
+# Older versions of an upload are kept a week: longer than any job (the workflow times out after 6 h).
+NONCURRENT_RETENTION_DAYS = 7
 
 
 def stack_slug(stack_name: str, max_length: int = 24) -> str:
@@ -42,9 +57,16 @@ def stack_slug(stack_name: str, max_length: int = 24) -> str:
     return slug
 
 
+def stack_instance_id() -> str:
+    """The first group of the UUID that ends the stack's id (``arn:...:stack/<name>/<uuid>``):
+    new with every creation of the stack, the same for its updates."""
+    return Fn.select(0, Fn.split("-", Fn.select(2, Fn.split("/", Aws.STACK_ID))))
+
+
 def input_bucket_name(stack: Stack) -> str:
-    """``<stack-slug>-input-<account>-<region>``: at most 24 + 7 + 12 + 1 + 15 = 59 characters."""
-    return f"{stack_slug(stack.stack_name)}-input-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+    """``<stack-slug>-input-<account>-<8 hex of the stack id>``: at most 24 + 7 + 12 + 1 + 8 = 52
+    characters (the stack id makes it unique per stack instance, which makes it unique per region too)."""
+    return Fn.join("", [f"{stack_slug(stack.stack_name)}-input-", Aws.ACCOUNT_ID, "-", stack_instance_id()])
 
 
 class Storage(Construct):
@@ -89,15 +111,21 @@ class Storage(Construct):
                 **kwargs,
             )
 
-        # Uploads land here; the notification on it is configured in stack.py.
+        # Uploads land here; the notification on it is configured in intake.py.
         self.input_bucket_name = input_bucket_name(stack)
         self.input_bucket = bucket(
             "InputBucket",
             bucket_name=self.input_bucket_name,
+            versioned=True,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="AbortIncompleteUploads", abort_incomplete_multipart_upload_after=Duration.days(7)
-                )
+                ),
+                s3.LifecycleRule(
+                    id="ExpireOldVersions",
+                    noncurrent_version_expiration=Duration.days(NONCURRENT_RETENTION_DAYS),
+                    expired_object_delete_marker=True,
+                ),
             ],
         )
         # ARN built from the name, not from the bucket resource (see the module docstring).
@@ -139,3 +167,10 @@ class Storage(Construct):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             removal_policy=removal,
         )
+        for index, partition in ((contract.INDEX_BY_INPUT, "input"), (contract.INDEX_BY_STATUS, "status")):
+            self.jobs_table.add_global_secondary_index(
+                index_name=index,
+                partition_key=dynamodb.Attribute(name=partition, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name="created_at", type=dynamodb.AttributeType.STRING),
+                projection_type=dynamodb.ProjectionType.ALL,  # small items; the readers want them whole
+            )

@@ -19,17 +19,30 @@
                                                                                   from $.error)
 
 Retries on every Lambda task: errors named ``InputError`` (bad input: retrying cannot
-help) are never retried; throttling (``Lambda.TooManyRequestsException``, up to 10
-attempts) and the transient Lambda service errors (6 attempts) are retried with
-exponential backoff and full jitter; the encoder, which overwrites its outputs and so
-is idempotent, also retries ``States.TaskFailed`` twice. Step Functions takes the
-first retrier whose ErrorEquals matches, so the InputError retrier (MaxAttempts 0)
-comes first.
+help) are never retried; throttling (``Lambda.TooManyRequestsException``: 14 attempts,
+2 s doubling up to 120 s, about 18 minutes at most, 9 on average with full jitter:
+longer than a burst of jobs holds the encoder's reserved concurrency) and the transient
+Lambda service errors (6 attempts) are retried with exponential backoff and full jitter;
+the encoder, which overwrites its outputs and so is idempotent, also retries
+``States.TaskFailed`` twice. Step Functions takes the first retrier whose ErrorEquals
+matches, so the InputError retrier (MaxAttempts 0) comes first. PublishCompletion retries
+any error 6 times (it is not caught: a COMPLETE job is never failed; an execution that
+fails there is seen by the execution-status rule, which leaves a COMPLETE job alone).
+
+Failures of the execution itself (the 6 h timeout, a manual stop, a failure state that
+exhausted its retries) never pass through MarkJobFailed: the stack's EventBridge rule
+on "Step Functions Execution Status Change" (FAILED, TIMED_OUT, ABORTED) of this state
+machine sends them to the same failure function (see stack.py).
+
+The role's X-Ray and log-delivery actions, which take no resource, are in a policy of
+their own (``ObservabilityPolicy``), so that its acknowledged ``Resource: *`` covers
+those actions only.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -38,11 +51,12 @@ from constructs import Construct
 
 from infra.nag import acknowledge, acknowledge_wildcard_resources
 from infra.storage import WORK_PREFIX, Storage
+from vtp import contract
 
-EVENT_SOURCE = "vtp.pipeline"
-EVENT_DETAIL_TYPE = "TranscodeJobCompleted"
+EVENT_SOURCE = contract.EVENT_SOURCE
+EVENT_DETAIL_TYPE = contract.EVENT_JOB_COMPLETED
 MAP_RESULTS_PREFIX = f"{WORK_PREFIX}map-results"
-INPUT_ERROR = "InputError"
+INPUT_ERROR = contract.INPUT_ERROR
 THROTTLED = "Lambda.TooManyRequestsException"
 TRANSIENT_LAMBDA_ERRORS = [
     "Lambda.ServiceException",
@@ -50,19 +64,21 @@ TRANSIENT_LAMBDA_ERRORS = [
     "Lambda.SdkClientException",
 ]
 WORKFLOW_TIMEOUT = Duration.hours(6)
+THROTTLE_ATTEMPTS = 14
+THROTTLE_MAX_DELAY = Duration.seconds(120)
 
 
 def add_retries(task: sfn.TaskStateBase, *, retry_task_failures: bool) -> None:
     """InputError: never; throttling and transient Lambda errors: backoff + full jitter; TaskFailed: optional."""
     task.add_retry(errors=[INPUT_ERROR], max_attempts=0)
-    # Throttling is expected when MaxConcurrency exceeds the account's free Lambda concurrency:
-    # wait longer (about 6 minutes in all, less with jitter) before giving up.
+    # Throttling is expected when several jobs share the encoder's reserved concurrency (or the
+    # account's): wait out the burst (up to about 18 minutes, 9 on average with jitter).
     task.add_retry(
         errors=[THROTTLED],
         interval=Duration.seconds(2),
         backoff_rate=2,
-        max_attempts=10,
-        max_delay=Duration.seconds(60),
+        max_attempts=THROTTLE_ATTEMPTS,
+        max_delay=THROTTLE_MAX_DELAY,
         jitter_strategy=sfn.JitterType.FULL,
     )
     task.add_retry(
@@ -175,6 +191,14 @@ class TranscodeWorkflow(Construct):
             ],
             result_path=sfn.JsonPath.DISCARD,
         )
+        publish.add_retry(
+            errors=[sfn.Errors.ALL],
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=6,
+            max_delay=Duration.seconds(30),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
 
         # --- failure path ----------------------------------------------------------------
         mark_failed = invoke(
@@ -213,21 +237,59 @@ class TranscodeWorkflow(Construct):
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             timeout=WORKFLOW_TIMEOUT,
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment="vtp: encode chunks (Distributed Map), publish the playlists and the manifest, announce.",
         )
+        self._observability(self.state_machine)
         self._acknowledge_role_findings(storage, functions)
+
+    def _observability(self, state_machine: sfn.StateMachine) -> None:
+        """X-Ray tracing and full logging, set on the resource, with the role's actions for them
+        in a policy of their own (what ``tracing_enabled``/``logs`` would add to the role's
+        default policy, beside the Lambda and S3 grants)."""
+        cfn: sfn.CfnStateMachine = state_machine.node.default_child  # type: ignore[assignment]
+        cfn.tracing_configuration = sfn.CfnStateMachine.TracingConfigurationProperty(enabled=True)
+        cfn.logging_configuration = sfn.CfnStateMachine.LoggingConfigurationProperty(
+            level="ALL",
+            include_execution_data=True,
+            destinations=[sfn.CfnStateMachine.LogDestinationProperty(
+                cloud_watch_logs_log_group=sfn.CfnStateMachine.CloudWatchLogsLogGroupProperty(
+                    log_group_arn=self.log_group.log_group_arn
+                )
+            )],
+        )
+        policy = iam.Policy(
+            self,
+            "ObservabilityPolicy",
+            roles=[state_machine.role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="XRayTracing",
+                    actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+                             "xray:GetSamplingTargets"],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="VendedLogDelivery",
+                    actions=["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                             "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
+                             "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"],
+                    resources=["*"],
+                ),
+            ],
+        )
+        # Step Functions checks the log-delivery permissions when it creates the state machine.
+        cfn.add_resource_dependency(policy.node.default_child)
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray tracing and CloudWatch Logs vended-log delivery (logs:CreateLogDelivery, "
+            "logs:DescribeResourcePolicies, ...), the only actions of this policy, do not support "
+            "resource-level permissions.",
+        )
 
     def _acknowledge_role_findings(self, storage: Storage, functions: dict[str, lambda_.IFunction]) -> None:
         """The wildcards CDK itself grants the state machine role, each with its reason."""
         role = self.state_machine.role
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray tracing and CloudWatch Logs vended-log delivery (logs:CreateLogDelivery, "
-            "logs:DescribeResourcePolicies, ...) do not support resource-level permissions.",
-        )
         for name in ("Encoder", "Merger", "Failure"):
             acknowledge_wildcard_resources(
                 role,

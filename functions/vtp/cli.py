@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stack", default=None, help="with --target localstack: the stack (default: cdk.json's)")
     add_encoding_options(run)
 
-    status = commands.add_parser("status", help="list jobs, newest first")
+    status = commands.add_parser("status", help="list jobs, newest first; or one job (or every job of one upload key)")
+    status.add_argument(
+        "job", nargs="?", metavar="KEY_OR_ID",
+        help="a job id; with --aws also an upload's key (s3://bucket/key, or a key of the input bucket): "
+        "every job of that key, with attempts and the last error",
+    )
     status.add_argument("--limit", type=int, default=20)
     status.add_argument("--aws", action="store_true", help="read the jobs table of the deployed stack")
     status.add_argument("--stack", default="VideoTranscodingPipeline", help="stack name, with --aws")
@@ -160,11 +165,20 @@ def command_status(args: argparse.Namespace) -> int:
         from vtp.aws.jobstore import DynamoJobStore
 
         store = DynamoJobStore.from_environment(args.stack)
+        if args.job:
+            return _status_of_aws_jobs(store, args)
     else:
         from vtp.local.jobstore import SqliteJobStore
 
         store = SqliteJobStore()
-    records = store.recent(args.limit)
+    if args.job:
+        found = store.get(args.job)
+        records = [found] if found else []
+        if not records:
+            print(f"vtp: no job {args.job}", file=sys.stderr)
+            return 1
+    else:
+        records = store.recent(args.limit)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return 0
@@ -182,6 +196,46 @@ def command_status(args: argparse.Namespace) -> int:
             record.created_at,
             f"{total:.1f}" if total else "",
             f"{record.error_code}: {record.error_message}" if record.error_code else "",
+        )
+    Console().print(table)
+    return 0
+
+
+def _status_of_aws_jobs(store, args: argparse.Namespace) -> int:
+    """`vtp status --aws KEY_OR_ID`: the job with that id, else every job of that upload key
+    (one per uploaded version), with its attempts, execution and last error."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vtp import contract
+    from vtp.aws.jobstore import stack_output
+
+    bucket = None
+    if not args.job.startswith("s3://") and store.item(args.job) is None:
+        bucket = os.environ.get(contract.ENV_INPUT_BUCKET) or stack_output(args.stack, contract.OUTPUT_INPUT_BUCKET)
+    items = store.find(args.job, input_bucket=bucket)
+    if not items:
+        print(f"vtp: no job with the id or upload key {args.job}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(items, indent=2, default=str))
+        return 0
+    table = Table()
+    table.add_column("job", no_wrap=True)
+    for name in ("status", "stage", "attempts", "execution", "chunks", "created", "error"):
+        table.add_column(name)
+    for item in items:
+        last = item.get("last_error") or {}
+        if item.get("error_code"):
+            error = f"{item['error_code']}: {item.get('error_message', '')}"
+        elif last:
+            error = f"last error: {last.get('code')}: {last.get('message', '')}"
+        else:
+            error = ""
+        table.add_row(
+            item["job_id"], str(item.get("status", "")), str(item.get("stage", "")), str(item.get("attempts", "")),
+            str(item.get("execution", "")), f"{item.get('chunks_done', 0)}/{item.get('chunks_total', 0)}",
+            str(item.get("created_at", "")), error,
         )
     Console().print(table)
     return 0

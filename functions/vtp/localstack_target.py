@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from vtp import contract
 from vtp.core.config import PipelineConfig
 from vtp.core.errors import ErrorCode, PipelineError
 
@@ -118,7 +119,7 @@ def _run_one(source: Path, out: Path, endpoint: str, outputs: dict[str, str], co
         return False
     s3 = _client(endpoint, "s3")
     dynamodb = _client(endpoint, "dynamodb")
-    bucket = outputs["InputBucketName"]
+    bucket = outputs[contract.OUTPUT_INPUT_BUCKET]
     key = f"uploads/{int(time.time())}/{source.name}"
     started = time.monotonic()
     s3.upload_file(str(source), bucket, key)
@@ -135,7 +136,7 @@ def _run_one(source: Path, out: Path, endpoint: str, outputs: dict[str, str], co
         deadline = time.monotonic() + JOB_TIMEOUT_S
         while time.monotonic() < deadline:
             item = dynamodb.get_item(
-                TableName=outputs["JobsTableName"], Key={"job_id": {"S": job_id}}, ConsistentRead=True
+                TableName=outputs[contract.OUTPUT_JOBS_TABLE], Key={"job_id": {"S": job_id}}, ConsistentRead=True
             ).get("Item")
             status = {k: list(v.values())[0] for k, v in (item or {}).items()}
             total = int(status.get("chunks_total", 0) or 0)
@@ -151,12 +152,13 @@ def _run_one(source: Path, out: Path, endpoint: str, outputs: dict[str, str], co
         return False
 
     folder = out / job_id
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=outputs["OutputBucketName"], Prefix=f"{job_id}/")
+    output_bucket = outputs[contract.OUTPUT_OUTPUT_BUCKET]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=output_bucket, Prefix=f"{job_id}/")
     for page in pages:
         for item in page.get("Contents", []):
             target = out / item["Key"]
             target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(outputs["OutputBucketName"], item["Key"], str(target))
+            s3.download_file(output_bucket, item["Key"], str(target))
     from vtp.cli import report_complete, report_failed
     from vtp.core.manifest import Manifest
 

@@ -35,6 +35,13 @@ REPO = HERE.parent.parent
 ACCOUNT = "000000000000"  # LocalStack's default account for the test/test keys
 DEFAULT_REGION = "us-east-1"
 OUT_DIR = REPO / ".work" / "localstack" / "cdk.out"  # not cdk.out: synths for AWS use that one
+
+
+def out_dir(endpoint: str) -> Path:
+    """The cloud assembly folder of deploys to ``endpoint``: one per LocalStack port, so that
+    two test sessions deploying at the same time (two LocalStacks) do not share one."""
+    port = endpoint.rstrip("/").rsplit(":", 1)[-1]
+    return OUT_DIR / (port if port.isdigit() else "default")
 BOOTSTRAP_STACK = "CDKToolkit"
 
 
@@ -116,7 +123,7 @@ def bootstrap(endpoint: str, region: str = DEFAULT_REGION, log_path: Path | None
     t0 = time.monotonic()
     if (_stack_status(endpoint, BOOTSTRAP_STACK, region) or "").endswith("_COMPLETE"):
         return 0.0
-    run_cdk(["bootstrap", f"aws://{ACCOUNT}/{region}", "--no-notices", "--output", str(OUT_DIR)],
+    run_cdk(["bootstrap", f"aws://{ACCOUNT}/{region}", "--no-notices", "--output", str(out_dir(endpoint))],
             endpoint, region=region, log_path=log_path)
     return time.monotonic() - t0
 
@@ -125,14 +132,15 @@ def deploy(endpoint: str, stack: str, *, context: dict[str, str] | None = None,
            parameters: dict[str, str] | None = None, region: str = DEFAULT_REGION,
            log_path: Path | None = None, timeout: float = 900) -> dict[str, str]:
     """``cdklocal deploy STACK`` (no approval prompt); returns the stack outputs."""
-    outputs_file = OUT_DIR.parent / f"{stack}-outputs.json"
+    folder = out_dir(endpoint)
+    outputs_file = folder / f"{stack}-outputs.json"
     args = ["deploy", stack, "--require-approval", "never", "--no-notices", "--progress", "events",
-            "--output", str(OUT_DIR), "--outputs-file", str(outputs_file)]
+            "--output", str(folder), "--outputs-file", str(outputs_file)]
     for key, value in (context or {}).items():
         args += ["-c", f"{key}={value}"]
     for key, value in (parameters or {}).items():
         args += ["--parameters", f"{stack}:{key}={value}"]
-    OUT_DIR.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     run_cdk(args, endpoint, region=region, log_path=log_path, timeout=timeout)
     return json.loads(outputs_file.read_text()).get(stack, {})
 

@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 STACK_NAME = "VideoTranscodingPipeline"
-FUNCTION_NAMES = ("Splitter", "Encoder", "Merger", "Failure")
+FUNCTION_NAMES = ("Splitter", "Encoder", "Merger", "Failure", "Watchdog")
 
 
 def load_app_module():
@@ -80,7 +80,7 @@ class Synth:
         return json.loads(text)
 
     def function_ids(self) -> dict[str, str]:
-        """Construct name -> logical id of the four functions."""
+        """Construct name -> logical id of the five functions."""
         return {name: self.logical_id(self.stack.functions.functions[name]) for name in FUNCTION_NAMES}
 
     def role_ids(self) -> dict[str, str]:
@@ -94,6 +94,14 @@ class Synth:
         for inline in self.resources[role_id]["Properties"].get("Policies", []):
             statements.extend(inline["PolicyDocument"]["Statement"])
         return statements
+
+    def policies_of_role(self, role_id: str) -> dict[str, list[dict]]:
+        """Logical id of each AWS::IAM::Policy attached to the role -> its statements."""
+        return {
+            policy_id: policy["Properties"]["PolicyDocument"]["Statement"]
+            for policy_id, policy in self.of_type("AWS::IAM::Policy").items()
+            if {"Ref": role_id} in policy["Properties"].get("Roles", [])
+        }
 
 
 
@@ -137,13 +145,18 @@ def synth(tmp_path_factory) -> Synth:
 
 @pytest.fixture(scope="session")
 def synth_destroy(tmp_path_factory) -> Synth:
-    """The variant the LocalStack/integration runs use: destroy on delete, fault injection on."""
+    """The other variant: destroy on delete, fault injection on, a key filter, a short splitter timeout."""
     return synthesize(
         tmp_path_factory.mktemp("cdk-out-destroy"),
         **{
             "vtp:destroy-on-delete": "true",
             "vtp:test-fault-injection": "true",
             "vtp:stack-name": "vtp-it-Stack2",
+            "vtp:key-prefix": "uploads/",
+            "vtp:key-suffix": ".mp4",
+            "vtp:splitter-timeout-s": "30",
+            "vtp:queue-retry-delay-s": "5",
+            "vtp:encoder-memory-mb": "10240",
         },
     )
 

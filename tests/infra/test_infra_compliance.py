@@ -41,3 +41,27 @@ def test_cfn_lint_passes_with_only_w3005_ignored(synth, synth_destroy):
     for variant in (synth, synth_destroy):
         matches = lint_file(variant.template_path, config=config)
         assert [str(m) for m in matches] == [], variant.template_path.name
+
+
+def test_every_iam5_acknowledgement_names_the_one_resource_it_covers(synth):
+    """No blanket IAM5: each acknowledgement is one finding (`IAM5[Resource::<pattern>]`), and
+    `Resource::*` is acknowledged only on the policies that hold nothing but X-Ray and
+    log-delivery actions (see test_infra_functions: such policies hold nothing else)."""
+    from aws_cdk import Validations
+    from aws_cdk import aws_iam as iam
+
+    key = Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+    star = []
+    for construct in synth.stack.node.find_all():
+        for entry in construct.node.metadata:
+            if entry.type != key or not entry.data:
+                continue
+            for rule_id in dict(entry.data):
+                rule_id = rule_id.removeprefix("Annotation::")
+                if rule_id.startswith("AwsSolutions-IAM5"):
+                    assert rule_id.startswith("AwsSolutions-IAM5[Resource::") and rule_id.endswith("]"), rule_id
+                if rule_id == "AwsSolutions-IAM5[Resource::*]":
+                    star.append(construct)
+    assert all(isinstance(c, iam.Policy) and (c.node.id == "ObservabilityPolicy" or c.node.id.endswith("XRay"))
+               for c in star), [c.node.path for c in star]
+    assert len(star) == 6  # five functions' X-Ray policies and the state machine's observability policy

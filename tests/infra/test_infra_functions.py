@@ -1,4 +1,4 @@
-"""The four Lambdas: handlers, sizing, layer, environment, one least-privilege role each."""
+"""The five Lambdas: handlers, sizing, layer, environment, one least-privilege role each."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ HANDLERS = {
     "Encoder": "vtp.handlers.encoder.handler",
     "Merger": "vtp.handlers.merger.handler",
     "Failure": "vtp.handlers.failure.handler",
+    "Watchdog": "vtp.handlers.watchdog.handler",
 }
 SIZING = {  # memory MB, timeout s, ephemeral MB (see infra/functions.py for the reasons)
     "Splitter": (1769, 300, 512),
-    "Encoder": (10240, 900, 2048),
+    "Encoder": ({"Ref": "EncoderMemoryMB"}, 900, 2048),  # a stack parameter
     "Merger": (1024, 300, 512),
     "Failure": (512, 300, 512),
+    "Watchdog": (256, 120, 512),
 }
 COMMON_ENV = {
     "INPUT_BUCKET", "WORK_BUCKET", "OUTPUT_BUCKET", "JOBS_TABLE", "VTP_FFMPEG_DIR",
@@ -42,7 +44,24 @@ def test_runtime_handler_and_sizing(synth, name):
     assert p["Architectures"] == ["x86_64"]
     assert p["TracingConfig"] == {"Mode": "Active"}
     assert (p["MemorySize"], p["Timeout"], p["EphemeralStorage"]["Size"]) == SIZING[name]
-    assert "ReservedConcurrentExecutions" not in p
+    if name == "Encoder":  # a parameter; left out when 0 (see test_encoder_memory_and_reserved_concurrency_...)
+        assert p["ReservedConcurrentExecutions"]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    else:
+        assert "ReservedConcurrentExecutions" not in p
+
+
+def test_encoder_memory_and_reserved_concurrency_are_parameters_that_deploy_on_any_account(synth, synth_destroy):
+    parameters = synth.template["Parameters"]
+    memory = parameters["EncoderMemoryMB"]
+    assert (memory["Type"], memory["Default"], memory["MinValue"], memory["MaxValue"]) == ("Number", 3008, 128, 10240)
+    assert synth_destroy.template["Parameters"]["EncoderMemoryMB"]["Default"] == 10240  # context vtp:encoder-memory-mb
+    reserved = parameters["EncoderReservedConcurrency"]
+    assert (reserved["Type"], reserved["Default"], reserved["MinValue"]) == ("Number", 0, 0)
+    encoder = props(synth, "Encoder")
+    condition, value, otherwise = encoder["ReservedConcurrentExecutions"]["Fn::If"]
+    assert value == {"Ref": "EncoderReservedConcurrency"} and otherwise == {"Ref": "AWS::NoValue"}
+    # 0 leaves the property out (0 would stop the function): no reservation, which any account allows.
+    assert synth.template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EncoderReservedConcurrency"}, 0]}]}
 
 
 @pytest.mark.parametrize("name", HANDLERS)
@@ -67,16 +86,32 @@ def test_environment(synth, name):
     assert env["OUTPUT_BUCKET"] == {"Ref": synth.logical_id(synth.stack.storage.output_bucket)}
     assert env["JOBS_TABLE"] == {"Ref": synth.logical_id(synth.stack.storage.jobs_table)}
     state_machine_id = synth.logical_id(synth.stack.workflow.state_machine)
-    if name == "Splitter":
+    failure_id = synth.function_ids()["Failure"]
+    if name in ("Splitter", "Watchdog"):
         assert env["STATE_MACHINE_ARN"] == {"Ref": state_machine_id}
+        assert env["FAILURE_FUNCTION_NAME"] == {"Ref": failure_id}
     else:
-        assert "STATE_MACHINE_ARN" not in env
+        assert "STATE_MACHINE_ARN" not in env and "FAILURE_FUNCTION_NAME" not in env
+    if name == "Splitter":
+        assert env["VTP_MAX_RUNNING_JOBS"] == {"Ref": "MaxRunningJobs"}
+        assert env["VTP_LEASE_S"] == "360" and env["VTP_QUEUE_RETRY_DELAY_S"] == "60"
+        assert env["UPLOADS_QUEUE_URL"] == {"Ref": synth.logical_id(synth.stack.intake.uploads_queue)}
+    if name == "Failure":
+        assert env["EVENT_BUS_NAME"] == "default"
+    if name == "Watchdog":
+        assert env["VTP_OVERDUE_AFTER_MINUTES"] == {"Ref": "OverdueJobMinutes"} and env["VTP_REPAIR_AFTER_S"] == "900"
 
 
-def test_fault_injection_switch_comes_from_context(synth_destroy):
+def test_fault_injection_switch_comes_from_context(synth, synth_destroy):
     for name in HANDLERS:
         env = props(synth_destroy, name)["Environment"]["Variables"]
-        assert env["VTP_FAIL_FIRST_ATTEMPT_CHUNK"] == "0"
+        assert env["VTP_FAIL_FIRST_ATTEMPT_CHUNK"] == "0" and env["VTP_TEST_SPLITTER_FAULTS"] == "1"
+        assert "VTP_TEST_SPLITTER_FAULTS" not in props(synth, name)["Environment"]["Variables"]
+
+
+def test_the_splitter_timeout_sets_the_lease(synth_destroy):
+    assert props(synth_destroy, "Splitter")["Timeout"] == 30
+    assert props(synth_destroy, "Splitter")["Environment"]["Variables"]["VTP_LEASE_S"] == "40"
 
 
 def test_ffmpeg_layer_is_attached_to_every_function(synth):
@@ -85,7 +120,7 @@ def test_ffmpeg_layer_is_attached_to_every_function(synth):
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
     for name in HANDLERS:
-        assert props(synth, name)["Layers"] == [{"Ref": layer_id}]
+        assert props(synth, name).get("Layers") == (None if name == "Watchdog" else [{"Ref": layer_id}])
     # The layer asset is the folder packaging.py built, with bin/ffmpeg and bin/ffprobe (/opt/bin in Lambda).
     asset_path = synth.stack.functions.layer_dir
     assert asset_path.name == "ffmpeg-layer" and asset_path.parent.name == "lambda"
@@ -104,7 +139,7 @@ def test_log_groups_have_retention(synth):
 
 def test_one_role_per_function_without_managed_policies(synth):
     roles = synth.role_ids()
-    assert len(set(roles.values())) == 4
+    assert len(set(roles.values())) == 5
     for name, role_id in roles.items():
         assert props(synth, name)["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}
         role = synth.resources[role_id]["Properties"]
@@ -112,11 +147,32 @@ def test_one_role_per_function_without_managed_policies(synth):
         assert "ManagedPolicyArns" not in role
 
 
+ALLOWED_ACTIONS = {  # per function and service: every action it may have (anything else fails)
+    "Splitter": {
+        "dynamodb": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "states": {"states:StartExecution", "states:ListExecutions", "states:DescribeExecution"},
+        "lambda": {"lambda:InvokeFunction"},
+        "sqs": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl", "sqs:SendMessage"},
+    },
+    "Encoder": {"dynamodb": {"dynamodb:UpdateItem"}},
+    "Merger": {"dynamodb": {"dynamodb:UpdateItem"}},
+    "Failure": {"dynamodb": {"dynamodb:GetItem", "dynamodb:UpdateItem"}, "events": {"events:PutEvents"},
+                "sqs": {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}},
+    "Watchdog": {"dynamodb": {"dynamodb:Query"}, "states": {"states:DescribeExecution"}, "lambda": {"lambda:InvokeFunction"}},
+}
+
+
 @pytest.mark.parametrize("name", HANDLERS)
 def test_least_privilege_statements(synth, name):
     statements = synth.statements_of_role(synth.role_ids()[name])
     table_arn = {"Fn::GetAtt": [synth.logical_id(synth.stack.storage.jobs_table), "Arn"]}
     state_machine_ref = {"Ref": synth.logical_id(synth.stack.workflow.state_machine)}
+    failure_arn = {"Fn::GetAtt": [synth.function_ids()["Failure"], "Arn"]}
+    uploads = {"Fn::GetAtt": [synth.logical_id(synth.stack.intake.uploads_queue), "Arn"]}
+    dead_letters = {"Fn::GetAtt": [synth.logical_id(synth.stack.intake.dead_letter_queue), "Arn"]}
+    from infra.nag import flatten_cfn_reference
+
     for statement in statements:
         assert statement["Effect"] == "Allow"
         actions = as_list(statement["Action"])
@@ -129,20 +185,55 @@ def test_least_privilege_statements(synth, name):
             assert set(actions) <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
             continue
         assert "*" not in resources, f"{name}: {service} actions on every resource: {statement}"
-        if service == "dynamodb":
-            assert resources == [table_arn]
-            assert set(actions) <= {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
-        elif service == "states":
-            assert name == "Splitter" and actions == ["states:StartExecution"] and resources == [state_machine_ref]
-        elif service == "logs":
+        if service == "logs":
             (group,) = resources
             assert group == {"Fn::GetAtt": [props(synth, name)["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]}
-        elif service == "s3":
+            continue
+        if service == "s3":
             for resource in resources:
                 text = str(resource)
                 assert "Bucket" in text or "-input-" in text, resource
-        else:
-            pytest.fail(f"unexpected service {service} for {name}: {statement}")
+            continue
+        assert set(actions) <= ALLOWED_ACTIONS[name].get(service, set()), f"unexpected for {name}: {statement}"
+        if service == "dynamodb":
+            if name == "Watchdog":
+                assert [flatten_cfn_reference(r) for r in resources] == [
+                    f"<{synth.logical_id(synth.stack.storage.jobs_table)}.Arn>/index/by_status"]
+            else:
+                assert resources == [table_arn]
+        elif service == "states":
+            flat = [flatten_cfn_reference(r) for r in resources]
+            if "states:DescribeExecution" in actions:
+                machine_name = f"<{synth.logical_id(synth.stack.workflow.state_machine)}.Name>"
+                assert flat == [f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{machine_name}:*"]
+            else:
+                assert resources == [state_machine_ref]
+        elif service == "lambda":
+            assert resources == [failure_arn]
+        elif service == "sqs":
+            assert resources == ([uploads] if name == "Splitter" else [dead_letters])
+        elif service == "events":
+            assert [flatten_cfn_reference(r) for r in resources] == [
+                "arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:event-bus/default"]
+            assert statement["Condition"] == {"StringEquals": {"events:source": "vtp.pipeline"}}
+
+
+def test_every_resource_wildcard_is_alone_in_its_own_x_ray_or_log_delivery_policy(synth):
+    """A `Resource: *` only where the actions take no resource, in a policy that holds
+    nothing else: so its acknowledgement (on that policy) cannot hide a future wildcard."""
+    roles = {**synth.role_ids(), "StateMachine": synth.logical_id(synth.stack.workflow.state_machine.role)}
+    for name, role_id in roles.items():
+        for policy_id, statements in synth.policies_of_role(role_id).items():
+            wildcard = [s for s in statements if "*" in as_list(s["Resource"])]
+            if not wildcard:
+                continue
+            assert wildcard == statements, f"{name}: {policy_id} mixes Resource * with other grants"
+            for statement in statements:
+                for action in as_list(statement["Action"]):
+                    assert action.startswith("xray:") or action.split(":")[1] in {
+                        "CreateLogDelivery", "GetLogDelivery", "UpdateLogDelivery", "DeleteLogDelivery",
+                        "ListLogDeliveries", "PutResourcePolicy", "DescribeResourcePolicies", "DescribeLogGroups",
+                    }, (name, action)
 
 
 def _s3_grants(synth, name) -> dict[str, set[str]]:
@@ -161,23 +252,30 @@ def test_s3_grants_are_scoped_to_the_buckets_and_prefixes_each_function_uses(syn
     work = synth.logical_id(synth.stack.storage.work_bucket)
     output = synth.logical_id(synth.stack.storage.output_bucket)
     work_jobs = f"<{work}.Arn>/jobs/*"
-    input_objects = "arn:<AWS::Partition>:s3:::videotranscodingpipeline-input-<AWS::AccountId>-<AWS::Region>/*"
+    stack_instance = '{"Fn::Select":[0,{"Fn::Split":["-",{"Fn::Select":[2,{"Fn::Split":["/",{"Ref":"AWS::StackId"}]}]}]}]}'
+    input_objects = f"arn:<AWS::Partition>:s3:::videotranscodingpipeline-input-<AWS::AccountId>-{stack_instance}/*"
 
+    # The splitter parses untrusted media: it reads the upload, writes the job's plan, and
+    # cannot touch the output bucket (a refused input's FAILED manifest is the failure function's).
     splitter = _s3_grants(synth, "Splitter")
     assert splitter["s3:GetObject"] == splitter["s3:GetObjectVersion"] == {input_objects}
-    assert splitter["s3:PutObject"] == {work_jobs, f"<{output}.Arn>/*"}
-    assert splitter["s3:DeleteObject"] == {f"<{output}.Arn>/*"}  # a rejected input's partial output
+    assert splitter["s3:PutObject"] == {work_jobs}
+    assert "s3:DeleteObject" not in splitter
+    assert not any(output in r for rs in splitter.values() for r in rs)
 
-    # The encoder reads its range of the upload (presigned GETs of one version) and writes its segments.
+    # The encoder reads its range of the upload (presigned GETs of one version) and writes its
+    # segments; it removes them again when the job failed meanwhile.
     encoder = _s3_grants(synth, "Encoder")
     assert encoder["s3:GetObject"] == {input_objects, work_jobs} and encoder["s3:GetObjectVersion"] == {input_objects}
     assert encoder["s3:PutObject"] == {work_jobs, f"<{output}.Arn>/*"}
-    assert "s3:DeleteObject" not in encoder
+    assert encoder["s3:DeleteObject"] == {f"<{output}.Arn>/*"}
 
     merger = _s3_grants(synth, "Merger")
     assert merger["s3:GetObject"] == {work_jobs}
     assert merger["s3:PutObject"] == {f"<{output}.Arn>/*"}
+    assert merger["s3:ListBucket"] == {f"<{work}.Arn>"}
     assert not any(input_objects in r for rs in merger.values() for r in rs)
+    assert not _s3_grants(synth, "Watchdog")
 
     failure = _s3_grants(synth, "Failure")
     assert failure["s3:DeleteObject"] == {f"<{output}.Arn>/*"}

@@ -55,12 +55,28 @@ def test_jobs_table_is_on_demand_with_pitr_and_encryption(synth):
         "AWS::DynamoDB::Table",
         {
             "KeySchema": [{"AttributeName": "job_id", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "job_id", "AttributeType": "S"}],
             "BillingMode": "PAY_PER_REQUEST",
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             "SSESpecification": {"SSEEnabled": True},
         },
     )
+
+
+def test_jobs_table_finds_jobs_by_upload_key_and_the_running_ones(synth):
+    (table,) = synth.of_type("AWS::DynamoDB::Table").values()
+    indexes = {index["IndexName"]: index for index in table["Properties"]["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by_input", "by_status"}
+    for name, partition in (("by_input", "input"), ("by_status", "status")):
+        assert indexes[name]["KeySchema"] == [{"AttributeName": partition, "KeyType": "HASH"},
+                                              {"AttributeName": "created_at", "KeyType": "RANGE"}]
+        assert indexes[name]["Projection"] == {"ProjectionType": "ALL"}
+
+
+def test_input_bucket_is_versioned_and_old_versions_expire(synth):
+    props = synth.resources[_buckets(synth)["input"]]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {rule["Id"]: rule for rule in props["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireOldVersions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
 
 
 def test_data_is_retained_by_default(synth):
@@ -79,7 +95,8 @@ def test_destroy_on_delete_context_removes_everything(synth_destroy):
 
 def test_stack_outputs(synth):
     outputs = synth.template["Outputs"]
-    for name in ("InputBucketName", "OutputBucketName", "WorkBucketName", "JobsTableName", "StateMachineArn"):
+    for name in ("InputBucketName", "OutputBucketName", "WorkBucketName", "JobsTableName", "StateMachineArn",
+                 "AlarmTopicArn", "UploadsQueueUrl", "DeadLetterQueueUrl"):
         assert name in outputs
     assert outputs["StateMachineArn"]["Value"] == {"Ref": synth.logical_id(synth.stack.workflow.state_machine)}
     assert outputs["InputBucketName"]["Value"] == {"Ref": _buckets(synth)["input"]}
@@ -96,7 +113,20 @@ def test_monitoring_alarms(synth):
     assert ("AWS/States", "ExecutionsFailed") in metrics
     assert ("AWS/States", "ExecutionsTimedOut") in metrics
     lambda_error_alarms = [a for a in alarms.values() if a["Properties"]["MetricName"] == "Errors"]
-    assert len(lambda_error_alarms) == 4
+    assert len(lambda_error_alarms) == 5
+    by_metric = {a["Properties"]["MetricName"]: a["Properties"] for a in alarms.values()}
+    # Failed jobs, counted by the failure function on every path (powertools: namespace vtp, dimension service).
+    for name in ("JobsFailed", "JobsOverdue"):
+        assert by_metric[name]["Namespace"] == "vtp"
+        assert by_metric[name]["Dimensions"] == [{"Name": "service", "Value": "vtp"}]
+        assert by_metric[name]["Threshold"] == 1
+    assert by_metric["JobsOverdue"]["Period"] == 600 and by_metric["JobsOverdue"]["Statistic"] == "Maximum"
+    # Anything in the dead-letter queue.
+    dead_letters = by_metric["ApproximateNumberOfMessagesVisible"]
+    assert dead_letters["Namespace"] == "AWS/SQS" and dead_letters["Threshold"] == 1
+    assert dead_letters["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": [synth.logical_id(synth.stack.intake.dead_letter_queue), "QueueName"]}
+    assert len(alarms) == 10
     topic_id = synth.logical_id(synth.stack.monitoring.topic)
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]

@@ -22,11 +22,17 @@ def _fn(synth, name):
 
 
 def test_standard_workflow_with_tracing_and_full_logging(synth):
-    (machine,) = synth.of_type("AWS::StepFunctions::StateMachine").values()
+    (machine_id, machine), = synth.of_type("AWS::StepFunctions::StateMachine").items()
     p = machine["Properties"]
     assert p["StateMachineType"] == "STANDARD"
     assert p["TracingConfiguration"] == {"Enabled": True}
-    assert p["LoggingConfiguration"]["Level"] == "ALL"
+    assert p["LoggingConfiguration"]["Level"] == "ALL" and p["LoggingConfiguration"]["IncludeExecutionData"] is True
+    [destination] = p["LoggingConfiguration"]["Destinations"]
+    group = synth.logical_id(synth.stack.workflow.log_group)
+    assert destination == {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": [group, "Arn"]}}}
+    # Step Functions checks the log-delivery permissions at creation: the policy comes first.
+    observability = synth.logical_id(synth.stack.workflow.node.find_child("ObservabilityPolicy"))
+    assert observability in machine["DependsOn"]
 
 
 def test_main_path_in_order(asl):
@@ -98,9 +104,13 @@ def test_every_lambda_task_retries_transient_errors_with_full_jitter_but_never_i
             (retrier,) = [r for r in retries if error in r["ErrorEquals"]]
             assert retrier["JitterStrategy"] == "FULL", (name, error)
             assert retrier["BackoffRate"] >= 2 and retrier["MaxAttempts"] >= 3, (name, error)
-            assert retrier["MaxDelaySeconds"] <= 60, (name, error)
+            assert retrier["MaxDelaySeconds"] <= 120, (name, error)
         (throttled,) = [r for r in retries if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
-        assert throttled["MaxAttempts"] >= 8, name  # throttling may last minutes
+        # Throttling outlasts a burst of jobs on the encoder's reserved concurrency: 2 s doubling
+        # to 120 s, 14 attempts: at most about 18 minutes.
+        assert throttled["MaxAttempts"] == 14 and throttled["MaxDelaySeconds"] == 120, name
+        waits = [min(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** n, 120) for n in range(14)]
+        assert 15 * 60 < sum(waits) < 20 * 60
         task_failed = [r for r in retries if "States.TaskFailed" in r["ErrorEquals"]]
         if name == "EncodeChunk":  # idempotent: retried a couple of times
             assert len(task_failed) == 1 and task_failed[0]["MaxAttempts"] == 2
@@ -124,8 +134,10 @@ def test_failures_are_caught_into_the_failure_function_then_fail(synth, asl):
         "ErrorPath": "$.error.Error",
         "CausePath": "$.error.Cause",
     }
-    # The completion event is not caught: a COMPLETE job must never be marked FAILED.
+    # The completion event is not caught: a COMPLETE job must never be marked FAILED. It is retried.
     assert "Catch" not in states["PublishCompletion"]
+    [retry] = states["PublishCompletion"]["Retry"]
+    assert retry["ErrorEquals"] == ["States.ALL"] and retry["MaxAttempts"] == 6 and retry["JitterStrategy"] == "FULL"
 
 
 def test_merger_gets_the_execution_input_and_the_encode_summary(synth, asl):

@@ -1,8 +1,14 @@
 """The real CDK app deployed to LocalStack: real uploads, real Step Functions executions
 running the real Lambda code (vtp-local-process executor), real outputs checked.
 
-The stack is deployed once per session with the test-only fault injection on: the first
-attempt at chunk 0 of every job fails, so every job also proves the workflow's retry.
+The stack is deployed once per session, as a small account would run it: the encoder's
+reserved concurrency 2, at most 2 chunks per job and 4 jobs at once, uploads probed 2 at a
+time, a 30 s splitter timeout (lease 40 s, the uploads queue's visibility 45 s) and a key
+prefix filter ("uploads/"). The test-only faults are on: the first attempt at chunk 0 of
+every job fails (every job proves the workflow's retry), and keys that name a splitter
+fault make the first splitter die after its claim or the first StartExecution throttled.
+Those slow scenarios are uploaded at the start of the session (fixture ``early``) and
+checked near the end, so their waits overlap the other tests.
 """
 
 from __future__ import annotations
@@ -12,12 +18,13 @@ import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.support.checks import check_against_source
+from vtp import contract
 from vtp.aws.pipeline import SourceObject
 from vtp.synth import ClipSpec, generate_clip
 
@@ -29,6 +36,12 @@ SAMPLE = REPO / "sample_media" / "big_buck_bunny_720p_16s.mp4"
 SMALL_SAMPLE = REPO / "sample_media" / "city_timelapse_720x404_noaudio.mp4"
 SETTINGS = "VTP_LADDER=480p,360p;VTP_PRESET=ultrafast"
 JOB_TIMEOUT_S = 300
+SPLITTER_TIMEOUT_S = 30
+CONTEXT = {
+    "vtp:stack-name": STACK, "vtp:test-fault-injection": "true", "vtp:settings": SETTINGS,
+    "vtp:splitter-timeout-s": str(SPLITTER_TIMEOUT_S), "vtp:queue-retry-delay-s": "3", "vtp:key-prefix": "uploads/",
+}
+PARAMETERS = {"MaxConcurrency": "2", "EncoderReservedConcurrency": "2", "MaxRunningJobs": "4", "SplitterConcurrency": "2"}
 
 
 def _deploy_module():
@@ -46,6 +59,7 @@ class Deployed:
     localstack: object
     outputs: dict[str, str]
     events_queue_url: str
+    seen_events: list[dict] = field(default_factory=list)
 
     def client(self, name: str):
         return self.localstack.client(name)
@@ -63,10 +77,9 @@ class Deployed:
         return self.outputs["WorkBucketName"]
 
     def upload(self, path: Path, key: str) -> str:
-        """Put the file and return the job id the pipeline derives for it."""
-        s3 = self.client("s3")
-        s3.upload_file(str(path), self.input_bucket, key)
-        return self.job_id_of(key)
+        """Put the file and return the job id the pipeline derives for this upload (its version)."""
+        put = self.client("s3").put_object(Bucket=self.input_bucket, Key=key, Body=path.read_bytes())
+        return SourceObject(self.input_bucket, key, put["VersionId"], path.stat().st_size).job_id
 
     def job_id_of(self, key: str) -> str:
         head = self.client("s3").head_object(Bucket=self.input_bucket, Key=key)
@@ -87,32 +100,41 @@ class Deployed:
         item = self.client("dynamodb").get_item(
             TableName=self.outputs["JobsTableName"], Key={"job_id": {"S": job_id}}, ConsistentRead=True
         ).get("Item")
-        return {k: list(v.values())[0] for k, v in item.items()} if item else None
+        return _plain(item) if item else None
 
-    def wait_for_job(self, job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> dict:
+    def jobs_of(self, key: str) -> list[dict]:
+        """Every job record of an upload key (the table's by_input index)."""
+        items = self.client("dynamodb").query(
+            TableName=self.outputs["JobsTableName"], IndexName="by_input",
+            KeyConditionExpression="#i = :uri", ExpressionAttributeNames={"#i": "input"},
+            ExpressionAttributeValues={":uri": {"S": f"s3://{self.input_bucket}/{key}"}},
+        )["Items"]
+        return [_plain(item) for item in items]
+
+    def wait_for_job(self, job_id: str, timeout_s: float = JOB_TIMEOUT_S, until=("COMPLETE", "FAILED")) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             job = self.job(job_id)
-            if job and job["status"] in ("COMPLETE", "FAILED"):
+            if job and (job["status"] in until if isinstance(until, tuple) else until(job)):
                 return job
             time.sleep(1.0)
         raise AssertionError(
-            f"job {job_id} did not finish in {timeout_s} s: {self.job(job_id)}\n{self.localstack.log_tail(40)}"
+            f"job {job_id} did not get there in {timeout_s} s: {self.job(job_id)}\n{self.localstack.log_tail(40)}"
         )
 
-    def executions_named(self, name: str) -> list[dict]:
+    def executions_of(self, job_id: str) -> list[dict]:
         sfn = self.client("stepfunctions")
         pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=self.outputs["StateMachineArn"])
-        return [e for page in pages for e in page["executions"] if e["name"] == name]
+        return [e for page in pages for e in page["executions"] if contract.job_id_of_execution(e["name"]) == job_id]
 
-    def wait_for_execution(self, name: str, timeout_s: float = 60) -> dict:
+    def wait_for_execution(self, job_id: str, timeout_s: float = 60) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            found = self.executions_named(name)
-            if found and found[0]["status"] != "RUNNING":
+            found = self.executions_of(job_id)
+            if found and all(e["status"] != "RUNNING" for e in found):
                 return found[0]
             time.sleep(1.0)
-        raise AssertionError(f"execution {name} still running: {self.executions_named(name)}")
+        raise AssertionError(f"the execution of {job_id} still runs: {self.executions_of(job_id)}")
 
     def keys(self, bucket: str, prefix: str) -> list[str]:
         pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -126,61 +148,112 @@ class Deployed:
             s3.download_file(self.output_bucket, key, str(target))
         return dest / job_id
 
+    def events(self, wait_for=lambda events: True, wait_s: float = 20) -> list[dict]:
+        """Every pipeline event seen so far (the test queue is read once; events are kept here)."""
+        sqs = self.client("sqs")
+        deadline = time.monotonic() + wait_s
+        while True:
+            messages = sqs.receive_message(QueueUrl=self.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            for message in messages.get("Messages", []):
+                self.seen_events.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if (wait_for(self.seen_events) and not messages.get("Messages")) or time.monotonic() > deadline:
+                return list(self.seen_events)
+
+    def queue_depth(self, url_output: str) -> int:
+        attributes = self.client("sqs").get_queue_attributes(
+            QueueUrl=self.outputs[url_output],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                            "ApproximateNumberOfMessagesDelayed"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
+
+
+def _plain(item: dict) -> dict:
+    """A DynamoDB item (typed attribute values) as plain Python values."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if hasattr(value, "as_integer_ratio") and not isinstance(value, (int, float)):  # Decimal
+            return int(value) if value == int(value) else float(value)
+        return value
+
+    deserialize = TypeDeserializer().deserialize
+    return {key: plain(deserialize(value)) for key, value in item.items()}
+
+
+def events_of(events: list[dict], detail_type: str, job_id: str) -> list[dict]:
+    return [e["detail"] for e in events if e.get("detail-type") == detail_type and e["detail"].get("job_id") == job_id]
+
 
 @pytest.fixture(scope="session")
 def deployed(localstack) -> Deployed:
     deploy = _deploy_module()
     deploy.bootstrap(localstack.endpoint)
-    outputs = deploy.deploy(
-        localstack.endpoint,
-        STACK,
-        context={"vtp:stack-name": STACK, "vtp:test-fault-injection": "true", "vtp:settings": SETTINGS},
-    )
-    # Completion events go to a queue the tests read.
+    outputs = deploy.deploy(localstack.endpoint, STACK, context=CONTEXT, parameters=PARAMETERS)
+    # LocalStack's CloudFormation leaves ReservedConcurrentExecutions out (its Lambda resource
+    # provider ignores the property; tests/infra checks the template): set the reservation the
+    # EncoderReservedConcurrency parameter asks for through the Lambda API, which it enforces.
+    lam = localstack.client("lambda")
+    pages = lam.get_paginator("list_functions").paginate()
+    [encoder] = [f["FunctionName"] for page in pages for f in page["Functions"]
+                 if f.get("Description", "").startswith("vtp: one chunk")]
+    lam.put_function_concurrency(FunctionName=encoder, ReservedConcurrentExecutions=int(PARAMETERS["EncoderReservedConcurrency"]))
+    # Completion and failure events go to a queue the tests read.
     sqs = localstack.client("sqs")
-    queue_url = sqs.create_queue(QueueName="vtp-completion-events")["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName="vtp-pipeline-events")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events = localstack.client("events")
-    events.put_rule(Name="vtp-completed", EventPattern=json.dumps({"source": ["vtp.pipeline"]}))
-    events.put_targets(Rule="vtp-completed", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    events.put_rule(Name="vtp-pipeline-events", EventPattern=json.dumps({"source": ["vtp.pipeline"]}))
+    events.put_targets(Rule="vtp-pipeline-events", Targets=[{"Id": "queue", "Arn": queue_arn}])
     return Deployed(localstack, outputs, queue_url)
 
 
 @pytest.fixture(scope="session")
-def sample_job(deployed) -> str:
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """Tiny generated clips (different sizes, durations and sounds)."""
+    folder = tmp_path_factory.mktemp("clips")
+    return {
+        "first": generate_clip(folder / "first.mp4", ClipSpec(duration_s=6.0, width=320, height=180)),
+        "second": generate_clip(folder / "second.mp4", ClipSpec(duration_s=4.0, width=426, height=240, fps="25")),
+        "tiny": generate_clip(folder / "tiny.mp4", ClipSpec(duration_s=1.0, width=160, height=90, fps="10")),
+    }
+
+
+@pytest.fixture(scope="session")
+def early(deployed) -> dict[str, str]:
+    """The scenarios that wait on purpose, uploaded first: a splitter killed after its claim
+    (its retry comes after the queue's visibility timeout) and a throttled StartExecution."""
+    return {
+        "killed": deployed.upload(SMALL_SAMPLE, f"uploads/{contract.FAULT_DIE_AFTER_CLAIM}/city.mp4"),
+        "throttled": deployed.upload(SMALL_SAMPLE, f"uploads/{contract.FAULT_THROTTLE_START}/city.mp4"),
+    }
+
+
+@pytest.fixture(scope="session")
+def sample_job(deployed, early) -> str:
     job_id = deployed.upload(SAMPLE, "uploads/big buck bunny (sample).mp4")
     deployed.wait_for_job(job_id)
     return job_id
 
 
-def completion_events(deployed: Deployed, wait_s: float = 20) -> list[dict]:
-    sqs = deployed.client("sqs")
-    found = []
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=deployed.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        for message in messages.get("Messages", []):
-            found.append(json.loads(message["Body"]))
-        if found and not messages.get("Messages"):
-            break
-    return found
-
-
 def test_an_upload_becomes_a_complete_correct_ladder(deployed, sample_job, tmp_path):
     job = deployed.job(sample_job)
     assert job["status"] == "COMPLETE", job
-    [execution] = deployed.executions_named(sample_job)
-    assert deployed.wait_for_execution(sample_job)["status"] == "SUCCEEDED"
-    assert execution["name"] == sample_job
+    execution = deployed.wait_for_execution(sample_job)
+    assert execution["status"] == "SUCCEEDED" and execution["name"] == f"{sample_job}-1" == job["execution"]
 
     folder = deployed.download_job(sample_job, tmp_path)
     manifest = check_against_source(folder, SAMPLE)
     assert [r["name"] for r in manifest["renditions"]] == ["480p", "360p"]
     assert manifest["input"] == f"s3://{deployed.input_bucket}/uploads/big buck bunny (sample).mp4"
 
-    events = completion_events(deployed)
-    details = [e["detail"] for e in events if e.get("detail-type") == "TranscodeJobCompleted"]
-    assert any(d.get("job_id") == sample_job for d in details), events
+    events = deployed.events(lambda found: events_of(found, "TranscodeJobCompleted", sample_job))
+    assert events_of(events, "TranscodeJobCompleted", sample_job), events
 
 
 def test_no_stage_copies_the_video(deployed, sample_job):
@@ -201,46 +274,75 @@ def test_no_stage_copies_the_video(deployed, sample_job):
 
 
 def test_an_encoder_failure_on_the_first_attempt_is_retried_to_completion(deployed, sample_job):
-    marker = f"jobs/{sample_job}/faults/chunk_00000"
+    marker = f"jobs/{sample_job}/faults/chunk_00000.json"
     assert deployed.keys(deployed.work_bucket, marker) == [marker], "the injected fault fired"
     assert deployed.job(sample_job)["status"] == "COMPLETE"
 
 
 def test_a_bad_file_fails_with_a_reason_and_publishes_nothing(deployed, tmp_path):
+    """The splitter refuses it and hands it to the failure function (the splitter cannot write
+    the output bucket): FAILED with the reason, the FAILED manifest only, TranscodeJobFailed."""
     bad = tmp_path / "holiday.mp4"
     bad.write_bytes(b"this is a text file, not a video\n" * 200)
     job_id = deployed.upload(bad, "uploads/holiday.mp4")
-    job = deployed.wait_for_job(job_id)
+    job = deployed.wait_for_job(job_id, until=lambda job: job["status"] == "FAILED" and job.get("failure_published"))
 
     assert job["status"] == "FAILED" and job["error_code"] == "UNSUPPORTED_INPUT", job
+    assert job["stage"] == "failed:split" and job["attempts"] == 1
     assert deployed.keys(deployed.output_bucket, f"{job_id}/") == [f"{job_id}/manifest.json"]
     manifest = deployed.manifest(job_id)
     assert manifest["status"] == "FAILED" and manifest["error"]["code"] == "UNSUPPORTED_INPUT"
-    assert deployed.executions_named(job_id) == []
+    assert deployed.executions_of(job_id) == []
+    events = deployed.events(lambda found: events_of(found, "TranscodeJobFailed", job_id))
+    [failed] = events_of(events, "TranscodeJobFailed", job_id)
+    assert failed["error"]["code"] == "UNSUPPORTED_INPUT" and failed["failed_stage"] == "split"
+    assert failed["manifest_key"] == f"{job_id}/manifest.json"
 
 
-def test_the_same_event_three_times_makes_one_job_and_one_execution(deployed):
+def test_an_empty_upload_fails_with_empty_input_and_a_folder_marker_or_another_prefix_makes_no_job(deployed, tmp_path):
+    s3 = deployed.client("s3")
+    s3.put_object(Bucket=deployed.input_bucket, Key="uploads/new folder/", Body=b"")  # the console's "Create folder"
+    s3.put_object(Bucket=deployed.input_bucket, Key="elsewhere/clip.mp4", Body=SMALL_SAMPLE.read_bytes())  # outside the prefix
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    job_id = deployed.upload(empty, "uploads/empty.mp4")
+    job = deployed.wait_for_job(job_id, until=lambda job: job["status"] == "FAILED" and job.get("failure_published"))
+    assert job["error_code"] == "EMPTY_INPUT" and deployed.manifest(job_id)["error"]["code"] == "EMPTY_INPUT"
+    # The folder marker was delivered before the empty file: its message was taken and made no job.
+    deadline = time.monotonic() + 60
+    while deployed.queue_depth("UploadsQueueUrl") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert deployed.jobs_of("uploads/new folder/") == [] and deployed.jobs_of("elsewhere/clip.mp4") == []
+
+
+def test_the_same_event_again_makes_one_job_and_one_execution(deployed):
+    """S3 delivers at least once: the same notification twice more through the queue while the
+    first runs (a live claim hands them back, they return and find the job started) and once
+    more to the splitter directly after it finished: one job, one execution, nothing parked."""
     key = "uploads/city once.mp4"
-    job_id = deployed.upload(SMALL_SAMPLE, key)
-    head = deployed.client("s3").head_object(Bucket=deployed.input_bucket, Key=key)
-    event = {"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "awsRegion": "us-east-1",
+    put = deployed.client("s3").put_object(Bucket=deployed.input_bucket, Key=key, Body=SMALL_SAMPLE.read_bytes())
+    job_id = SourceObject(deployed.input_bucket, key, put["VersionId"], 0).job_id
+    notification = json.dumps({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "awsRegion": "us-east-1",
         "s3": {"bucket": {"name": deployed.input_bucket},
-               "object": {"key": "uploads/city+once.mp4", "size": head["ContentLength"], "eTag": head["ETag"].strip('"')}},
-    }]}
-    splitter = next(
-        name for name in _function_names(deployed) if "Splitter" in name
-    )
-    lam = deployed.client("lambda")
-    for _ in range(2):  # S3 already delivered it once
-        response = lam.invoke(FunctionName=splitter, Payload=json.dumps(event).encode())
-        assert "FunctionError" not in response, response["Payload"].read()
+               "object": {"key": "uploads/city+once.mp4", "size": SMALL_SAMPLE.stat().st_size,
+                          "eTag": put["ETag"].strip('"'), "versionId": put["VersionId"]}},
+    }]})
+    sqs = deployed.client("sqs")
+    for _ in range(2):
+        sqs.send_message(QueueUrl=deployed.outputs["UploadsQueueUrl"], MessageBody=notification)
     job = deployed.wait_for_job(job_id)
     assert job["status"] == "COMPLETE", job
-    assert len(deployed.executions_named(job_id)) == 1
-    items = deployed.client("dynamodb").scan(TableName=deployed.outputs["JobsTableName"])["Items"]
-    assert [item["job_id"]["S"] for item in items].count(job_id) == 1
+    splitter = next(name for name in _function_names(deployed) if "Splitter" in name)
+    response = deployed.client("lambda").invoke(FunctionName=splitter, Payload=notification.encode())
+    assert "FunctionError" not in response, response["Payload"].read()
+    assert json.loads(response["Payload"].read())["jobs"] == [{"job_id": job_id, "status": "DUPLICATE"}]
+    deadline = time.monotonic() + 3 * SPLITTER_TIMEOUT_S
+    while deployed.queue_depth("UploadsQueueUrl") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert deployed.queue_depth("UploadsQueueUrl") == 0 and deployed.queue_depth("DeadLetterQueueUrl") == 0
+    assert [e["name"] for e in deployed.executions_of(job_id)] == [f"{job_id}-1"]
+    assert [item["job_id"] for item in deployed.jobs_of(key)] == [job_id] and deployed.job(job_id)["attempts"] == 1
 
 
 def _function_names(deployed: Deployed) -> list[str]:
@@ -271,16 +373,90 @@ def test_a_multipart_upload_triggers_a_job(deployed, tmp_path):
     assert job["status"] == "COMPLETE", job
 
 
-def test_five_uploads_at_once_make_five_complete_jobs(deployed):
-    keys = [f"uploads/batch/city-{n}.mp4" for n in range(5)]
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        job_ids = list(pool.map(lambda key: deployed.upload(SMALL_SAMPLE, key), keys))
-    assert len(set(job_ids)) == 5
-    jobs = [deployed.wait_for_job(job_id) for job_id in job_ids]
-    assert [job["status"] for job in jobs] == ["COMPLETE"] * 5, jobs
+def test_a_key_overwritten_while_its_job_runs_gives_two_jobs_each_true_to_its_upload(deployed, clips, tmp_path):
+    key = "uploads/overwritten.mp4"
+    first = deployed.upload(clips["first"], key)
+    running = deployed.wait_for_job(first, until=lambda job: bool(job.get("execution")))
+    second = deployed.upload(clips["second"], key)  # the same key, while the first job runs
+    assert running["status"] == "RUNNING" and first != second
+    jobs = {job_id: deployed.wait_for_job(job_id) for job_id in (first, second)}
+    assert [job["status"] for job in jobs.values()] == ["COMPLETE", "COMPLETE"], jobs
+    for job_id, clip in ((first, clips["first"]), (second, clips["second"])):
+        manifest = check_against_source(deployed.download_job(job_id, tmp_path / job_id), clip)
+        source = manifest["source"]
+        assert source["size_bytes"] == clip.stat().st_size and source["has_audio"], (job_id, source)
+    assert deployed.manifest(first)["source"]["duration_s"] == pytest.approx(6.0, abs=0.05)
+    assert deployed.manifest(second)["source"]["duration_s"] == pytest.approx(4.0, abs=0.05)
+    assert (deployed.manifest(second)["source"]["width"], deployed.manifest(second)["source"]["height"]) == (426, 240)
+    assert sorted(item["job_id"] for item in deployed.jobs_of(key)) == sorted([first, second])
+    # `vtp status --aws KEY` finds both jobs of the key, with their attempts.
+    import os
+    import subprocess
+
+    result = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "vtp"), "status", "--aws", "--stack", STACK, "--json", key],
+        capture_output=True, text=True, env={**os.environ, **deployed.localstack.aws_env()}, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert sorted(item["job_id"] for item in found) == sorted([first, second])
+    assert all(item["status"] == "COMPLETE" and item["attempts"] == 1 for item in found)
+
+
+def test_stopping_a_running_job_fails_it_with_a_manifest_and_an_event_within_a_minute(deployed, clips, tmp_path):
+    job_id = deployed.upload(clips["first"], "uploads/stopped.mp4")
+    running = deployed.wait_for_job(job_id, until=lambda job: bool(job.get("execution")))
+    arn = deployed.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + running["execution"]
+    deployed.client("stepfunctions").stop_execution(executionArn=arn, error="Stopped", cause="a test stopped it")
+    stopped = time.monotonic()
+    job = deployed.wait_for_job(job_id, timeout_s=60, until=lambda job: job["status"] == "FAILED" and job.get("failure_published"))
+    events = deployed.events(lambda found: events_of(found, "TranscodeJobFailed", job_id), wait_s=60 - (time.monotonic() - stopped))
+    assert time.monotonic() - stopped < 60
+    assert job["error_code"] == "INTERNAL_ERROR" and "was aborted" in job["error_message"], job
+    manifest = deployed.manifest(job_id)
+    assert manifest["status"] == "FAILED" and manifest["error"]["message"] == job["error_message"]
+    [failed] = events_of(events, "TranscodeJobFailed", job_id)
+    assert failed["error"]["code"] == "INTERNAL_ERROR" and failed["manifest_key"] == f"{job_id}/manifest.json"
+    assert deployed.wait_for_execution(job_id)["status"] == "ABORTED"
+    # An encoder still running when the execution stopped removes what it wrote afterwards.
+    deadline = time.monotonic() + 30
+    while deployed.keys(deployed.output_bucket, f"{job_id}/") != [f"{job_id}/manifest.json"] and time.monotonic() < deadline:
+        time.sleep(1)
+    assert deployed.keys(deployed.output_bucket, f"{job_id}/") == [f"{job_id}/manifest.json"]
+
+
+def test_twenty_uploads_at_once_under_a_small_encoder_concurrency_all_complete(deployed, clips):
+    """Encoder reserved concurrency 2, at most 4 jobs at once: the other uploads wait in the
+    queue (sent back with a delay), the encoders' throttles are retried; nothing is lost."""
+    keys = [f"uploads/batch/tiny-{n:02d}.mp4" for n in range(20)]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        job_ids = list(pool.map(lambda key: deployed.upload(clips["tiny"], key), keys))
+    assert len(set(job_ids)) == 20
+    jobs = [deployed.wait_for_job(job_id, timeout_s=600) for job_id in job_ids]
+    assert [job["status"] for job in jobs] == ["COMPLETE"] * 20, [(j["job_id"], j["status"], j.get("error_message")) for j in jobs]
     for job_id in job_ids:
         assert f"{job_id}/manifest.json" in deployed.keys(deployed.output_bucket, f"{job_id}/")
-        assert f"{job_id}/master.m3u8" in deployed.keys(deployed.output_bucket, f"{job_id}/")
+        assert [e["status"] for e in deployed.executions_of(job_id)] == ["SUCCEEDED"]
+    assert deployed.queue_depth("DeadLetterQueueUrl") == 0
+    encoder = next(name for name in _function_names(deployed) if "Encoder" in name)
+    assert deployed.client("lambda").get_function_concurrency(FunctionName=encoder)["ReservedConcurrentExecutions"] == 2
+
+
+def test_a_splitter_killed_after_its_claim_is_recovered_by_the_events_retry(deployed, early):
+    """Its first attempt died right after the claim (as at a timeout or out of memory); the
+    message came back after the visibility timeout, found the lease over and took over."""
+    job_id = early["killed"]
+    job = deployed.wait_for_job(job_id)
+    assert job["status"] == "COMPLETE" and job["attempts"] == 2 and job["execution"] == f"{job_id}-2", job
+    assert [e["name"] for e in deployed.executions_of(job_id)] == [f"{job_id}-2"]
+
+
+def test_a_throttled_start_execution_is_retried_and_the_job_completes(deployed, early):
+    job_id = early["throttled"]
+    job = deployed.wait_for_job(job_id)
+    assert job["status"] == "COMPLETE" and job["attempts"] == 1 and job["execution"] == f"{job_id}-1", job
+    marker = f"jobs/{job_id}/faults/start-throttled.json"
+    assert deployed.keys(deployed.work_bucket, marker) == [marker], "the throttle fired"
 
 
 def test_vtp_run_target_localstack_runs_the_cloud_flow_and_downloads_the_outputs(deployed, tmp_path):

@@ -5,7 +5,9 @@ Step Functions), so that ffmpeg reads the upload through real presigned URLs.
 Step Functions only records executions here (it runs nothing); the tests play its part:
 they read chunks.json, call the encoder per item (a thread pool stands for the Distributed
 Map), and write the Map's ResultWriter files (manifest.json + SUCCEEDED_0.json) exactly as
-Step Functions lays them out, then call the merger with the ResultWriterDetails.
+Step Functions lays them out, then call the merger with the ResultWriterDetails. Lambda's
+asynchronous invoke of the failure function (a refused input) is played by calling its
+handler; EventBridge (TranscodeJobFailed) is moto's.
 Assertions are on what lands in the buckets and the table, and on the published outputs
 measured against the source (tests.support.checks).
 """
@@ -27,6 +29,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.support.checks import check_against_source
 from vtp.aws.jobstore import DynamoJobStore
+from vtp import contract
 from vtp.aws.pipeline import (
     Buckets, InjectedFault, InputError, encode_chunk, merge_and_publish, sources_in_event, start_job,
 )
@@ -87,24 +90,24 @@ def aws(tmp_path_factory):
         for bucket in (INPUT, PLAIN_INPUT, WORK, OUTPUT):
             s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=INPUT, VersioningConfiguration={"Status": "Enabled"})
-        boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION).create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_jobs_table(boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION), TABLE)
         machine = boto3.client("stepfunctions", endpoint_url=endpoint, region_name=REGION).create_state_machine(
             name="vtp", definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/vtp",
         )
         for name, value in {
             "INPUT_BUCKET": INPUT, "WORK_BUCKET": WORK, "OUTPUT_BUCKET": OUTPUT, "JOBS_TABLE": TABLE,
-            "STATE_MACHINE_ARN": machine["stateMachineArn"],
+            "STATE_MACHINE_ARN": machine["stateMachineArn"], "FAILURE_FUNCTION_NAME": "vtp-failure",
             # What the stack gives the splitter: a tiny ladder for these clips.
             "VTP_LADDER": "240p", "VTP_PRESET": "ultrafast", "VTP_GOP_S": "1", "VTP_CHUNK_S": "2", "VTP_SEGMENT_S": "2",
         }.items():
             patch.setenv(name, value)
         _clear_handler_caches()
+        from vtp.handlers import common
+
+        # The metrics object reads its namespace when vtp.handlers.common is first imported,
+        # which another module's tests may have done before this environment was set.
+        patch.setattr(common.metrics, "namespace", "vtp-test")
         yield Aws(endpoint, s3, machine["stateMachineArn"])
     finally:
         _clear_handler_caches()
@@ -114,6 +117,23 @@ def aws(tmp_path_factory):
 
 
 VTP_FAULT = "VTP_FAIL_FIRST_ATTEMPT_CHUNK"
+
+
+def create_jobs_table(dynamodb, name: str) -> None:
+    """The stack's jobs table: job_id, and the by_input and by_status indexes."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": attribute, "AttributeType": "S"}
+                              for attribute in ("job_id", "input", "status", "created_at")],
+        GlobalSecondaryIndexes=[
+            {"IndexName": index, "Projection": {"ProjectionType": "ALL"},
+             "KeySchema": [{"AttributeName": partition, "KeyType": "HASH"},
+                           {"AttributeName": "created_at", "KeyType": "RANGE"}]}
+            for index, partition in ((contract.INDEX_BY_INPUT, "input"), (contract.INDEX_BY_STATUS, "status"))
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
 # An invocation that raises flushes no metrics: powertools warns, as it would on Lambda.
 # A hung tool fails its test instead of the session (clip generation has hung under load).
 pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning"), pytest.mark.timeout(300)]
@@ -124,7 +144,22 @@ def _clear_handler_caches() -> None:
 
     common.buckets.cache_clear()
     common.job_store.cache_clear()
-    splitter._stepfunctions.cache_clear()
+    common.client.cache_clear()
+    splitter._throttled.clear()
+
+
+def reject(payload: dict) -> None:
+    """What Lambda's asynchronous invoke of the failure function does with a refused input."""
+    from vtp.handlers import failure
+
+    failure.handler(payload, context())
+
+
+@pytest.fixture(autouse=True)
+def failure_function_called_directly(monkeypatch):
+    from vtp.handlers import splitter
+
+    monkeypatch.setattr(splitter, "invoke_failure_function", reject)
 
 
 @dataclass
@@ -157,8 +192,8 @@ class Aws:
     def executions(self) -> list[dict]:
         return self.client("stepfunctions").list_executions(stateMachineArn=self.state_machine)["executions"]
 
-    def execution_input(self, job_id: str) -> dict:
-        [execution] = [e for e in self.executions() if e["name"] == job_id]
+    def execution_input(self, job_id: str, attempt: int = 1) -> dict:
+        [execution] = [e for e in self.executions() if e["name"] == f"{job_id}-{attempt}"]
         return json.loads(self.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])["input"])
 
     def upload(self, path: Path, key: str, bucket: str = INPUT) -> dict:
@@ -272,7 +307,7 @@ def published(aws, padded, clip, small_config, tmp_path_factory) -> Published:
 
     buckets, store = aws.buckets(), aws.store()
     [obj] = sources_in_event(event)
-    started = start_job(obj, buckets=buckets, store=store, start_execution=record_start, config=small_config)
+    started = start_job(obj, buckets=buckets, store=store, start_execution=record_start, reject=reject, config=small_config)
     job_id = started["job_id"]
 
     # A second upload to the same key: the job keeps reading its own version.
@@ -300,10 +335,11 @@ def published(aws, padded, clip, small_config, tmp_path_factory) -> Published:
 
 def test_the_splitter_claims_plans_and_starts_one_named_execution(aws, published):
     job_id = published.job_id
-    assert published.started == {"job_id": job_id, "status": "STARTED", "chunks": len(published.items)}
+    assert published.started == {"job_id": job_id, "status": "STARTED", "chunks": len(published.items),
+                                 "execution": f"{job_id}-1", "attempt": 1}
     assert job_id.startswith("my-holiday-1-") and len(published.items) == 3
     [start] = published.starts
-    assert start["name"] == job_id
+    assert start["name"] == f"{job_id}-1"
     assert start["input"] == {
         "job_id": job_id, "work_bucket": WORK, "chunks_key": f"jobs/{job_id}/chunks.json",
         "source": {"bucket": INPUT, "key": published.key},
@@ -367,17 +403,37 @@ def test_the_merger_reads_only_the_job_and_the_chunks_facts(published):
 def test_a_duplicate_event_starts_nothing_more(aws, published, small_config):
     before = aws.executions()
     [obj] = sources_in_event(published.event)
-    again = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, config=small_config)
+    again = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, reject=_no_reject,
+                      config=small_config)
     assert again == {"job_id": published.job_id, "status": "DUPLICATE"}
     from vtp.handlers import splitter
 
     assert splitter.handler(published.event, context()) == {"jobs": [{"job_id": published.job_id, "status": "DUPLICATE"}]}
+    # The same notification delivered by the uploads queue (the deployed trigger).
+    delivery = sqs_event(published.event)
+    assert splitter.handler(delivery, context()) == {
+        "jobs": [{"job_id": published.job_id, "status": "DUPLICATE"}], "batchItemFailures": []}
     assert aws.executions() == before
-    assert aws.item(published.job_id)["status"] == "COMPLETE"
+    item = aws.item(published.job_id)
+    assert item["status"] == "COMPLETE" and item["attempts"] == 1 and item["execution"] == f"{published.job_id}-1"
 
 
 def _no_start(**kwargs):
     raise AssertionError(f"a workflow was started: {kwargs}")
+
+
+def _no_reject(payload):
+    raise AssertionError(f"an input was refused: {payload}")
+
+
+def sqs_event(s3_notification: dict, receive_count: int = 1) -> dict:
+    """The uploads queue's delivery of an S3 notification to the splitter (event source mapping)."""
+    return {"Records": [{
+        "messageId": str(uuid.uuid4()), "receiptHandle": "handle", "body": json.dumps(s3_notification),
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1796000000000"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:uploads", "awsRegion": REGION,
+    }]}
 
 
 # --- refused uploads ------------------------------------------------------------------------
@@ -386,12 +442,13 @@ def _no_start(**kwargs):
 def _only_the_failed_manifest(aws: Aws, job_id: str, code: str) -> dict:
     assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json"]
     assert aws.keys(WORK, f"jobs/{job_id}/") == []
-    assert job_id not in {e["name"] for e in aws.executions()}
+    assert not [e for e in aws.executions() if e["name"].startswith(job_id)]
     manifest = aws.get_json(OUTPUT, f"{job_id}/manifest.json")
     assert manifest["status"] == "FAILED" and manifest["error"]["code"] == code and manifest["failed_stage"] == "split"
     item = aws.item(job_id)
     assert item["status"] == "FAILED" and item["error_code"] == code and item["stage"] == "failed:split"
-    assert item["error_message"] == manifest["error"]["message"]
+    assert item["error_message"] == manifest["error"]["message"] and item["failure_published"] is True
+    assert item["last_error"]["code"] == code  # the splitter's record, before the failure function
     return manifest
 
 
@@ -400,7 +457,8 @@ def test_a_text_file_fails_in_the_splitter_with_its_reason(aws, tmp_path, small_
     bad.write_text("this is not a video, just some words\n" * 50)
     put = aws.upload(bad, "uploads/notes.mp4")
     [obj] = sources_in_event(s3_event(INPUT, "uploads/notes.mp4", put, bad.stat().st_size))
-    result = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, config=small_config)
+    result = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, reject=reject,
+                       config=small_config)
     assert result["status"] == "FAILED" and result["error"]["code"] == "UNSUPPORTED_INPUT"
     assert result["error"]["message"].startswith("not a media file ffmpeg can read")
     manifest = _only_the_failed_manifest(aws, result["job_id"], result["error"]["code"])
@@ -412,7 +470,8 @@ def test_an_empty_upload_is_refused_before_any_read(aws, tmp_path, small_config)
     empty.write_bytes(b"")
     put = aws.upload(empty, "uploads/empty.mp4")
     [obj] = sources_in_event(s3_event(INPUT, "uploads/empty.mp4", put, 0))
-    result = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, config=small_config)
+    result = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, reject=reject,
+                       config=small_config)
     assert result["status"] == "FAILED" and result["error"]["code"] == "EMPTY_INPUT"
     manifest = _only_the_failed_manifest(aws, result["job_id"], "EMPTY_INPUT")
     assert manifest["stages"]["split"]["bytes_read"] == 0 and manifest["stages"]["split"]["requests"] == 0
@@ -431,7 +490,7 @@ def test_an_unversioned_upload_is_read_by_its_etag_and_an_overwrite_fails_the_ol
     assert not obj.versioned and obj.version == put["ETag"].strip('"')
     buckets, store = aws.buckets(), aws.store()
     starts = []
-    result = start_job(obj, buckets=buckets, store=store, config=small_config,
+    result = start_job(obj, buckets=buckets, store=store, config=small_config, reject=_no_reject,
                        start_execution=lambda **kwargs: starts.append(kwargs))
     assert result["status"] == "STARTED" and len(starts) == 1
     job_id = result["job_id"]
@@ -477,7 +536,8 @@ def test_an_upload_gone_before_the_splitter_reads_it_is_input_not_found(aws, cli
     aws.s3.delete_object(Bucket=INPUT, Key="deleted.mp4", VersionId=put_versioned["VersionId"])
     for event, how in ((event, "overwritten or deleted"), (versioned_event, "deleted")):
         [obj] = sources_in_event(event)
-        result = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, config=small_config)
+        result = start_job(obj, buckets=aws.buckets(), store=aws.store(), start_execution=_no_start, reject=reject,
+                       config=small_config)
         assert result["status"] == "FAILED" and result["error"]["code"] == "INPUT_NOT_FOUND", result
         assert result["error"]["message"] == f"{obj.uri} was {how} after the upload that started this job"
         _only_the_failed_manifest(aws, result["job_id"], "INPUT_NOT_FOUND")
@@ -521,7 +581,7 @@ def test_the_handlers_run_a_job_with_a_retried_chunk_and_then_fail_it(aws, clip,
         assert result["worker"] == f"request-{map_item['chunk']['index']}" and result["attempt"] == event["attempt"]
         outputs.append(result)
     # Only chunk 0, only once: a marker in the work bucket remembers the injected fault.
-    assert aws.keys(WORK, f"jobs/{job_id}/faults/") == [f"jobs/{job_id}/faults/chunk_00000"]
+    assert aws.keys(WORK, f"jobs/{job_id}/faults/") == [f"jobs/{job_id}/faults/chunk_00000.json"]
     assert aws.item(job_id)["chunks_done"] == len(items)
 
     written = {"Bucket": WORK, "Key": "jobs/map-results/run/manifest.json"}  # what the Map hands on
@@ -559,3 +619,54 @@ def test_the_splitter_handler_reports_every_record(aws, tmp_path):
     assert job["status"] == "FAILED" and job["error"]["code"] == "EMPTY_INPUT"
     assert job["job_id"].startswith("nothing-here-")
     assert aws.keys(OUTPUT, f"{job['job_id']}/") == [f"{job['job_id']}/manifest.json"]
+
+
+# --- the splitter's retries, with real media ---------------------------------------------------
+
+
+def test_a_throttled_start_execution_is_retried_by_botocore_and_the_job_starts(aws, clip, monkeypatch):
+    """The test-only fault answers the first StartExecution of a key that names it with a
+    ThrottlingException (as a busy Step Functions would): the client's own retries start it."""
+    from vtp.handlers import splitter
+
+    monkeypatch.setenv(contract.ENV_SPLITTER_FAULTS, "1")
+    source = clip("silent")
+    key = f"uploads/{contract.FAULT_THROTTLE_START}/clip.mp4"
+    put = aws.upload(source, key)
+    result = splitter.handler(sqs_event(s3_event(INPUT, key, put, source.stat().st_size)), context())
+    [job] = result["jobs"]
+    assert job["status"] == "STARTED" and job["attempt"] == 1 and result["batchItemFailures"] == []
+    assert aws.keys(WORK, f"jobs/{job['job_id']}/faults/") == [f"jobs/{job['job_id']}/faults/start-throttled.json"]
+    assert [e["name"] for e in aws.executions() if e["name"].startswith(job["job_id"])] == [f"{job['job_id']}-1"]
+    item = aws.item(job["job_id"])
+    assert item["execution"] == f"{job['job_id']}-1" and "last_error" not in item
+
+
+def test_a_splitter_killed_after_its_claim_is_taken_over_by_the_retry(aws, clip, small_config):
+    """The first delivery dies right after its claim; the same event again, while its lease
+    holds, is handed back (ClaimHeld); once the lease is over the retry finishes the job."""
+    from vtp.aws.pipeline import ClaimHeld
+
+    class Killed(BaseException):
+        pass
+
+    def die(claim):
+        raise Killed(claim.attempt)
+
+    source = clip("silent")
+    put = aws.upload(source, "uploads/killed.mp4")
+    [obj] = sources_in_event(s3_event(INPUT, "uploads/killed.mp4", put, source.stat().st_size))
+    starts = []
+    options = dict(buckets=aws.buckets(), store=aws.store(), reject=_no_reject, config=small_config,
+                   start_execution=lambda **kwargs: starts.append(kwargs))
+    with pytest.raises(Killed):
+        start_job(obj, after_claim=die, lease_s=1.0, **options)
+    with pytest.raises(ClaimHeld):
+        start_job(obj, **options)
+    import time
+
+    time.sleep(1.1)
+    result = start_job(obj, **options)
+    assert result["status"] == "STARTED" and result["attempt"] == 2 and [s["name"] for s in starts] == [f"{obj.job_id}-2"]
+    item = aws.item(obj.job_id)
+    assert item["attempts"] == 2 and item["execution"] == f"{obj.job_id}-2" and item["stage"] == "encode"

@@ -4,9 +4,22 @@ No function copies the source: the splitter and every encoder read the one versi
 the upload that started the job through a short-lived presigned URL (ranged GETs by
 ffmpeg). The splitter leaves `jobs/<job_id>/job.json` and `chunks.json` (the Map's items)
 in the work bucket; the encoders write their final segments straight to the output
-bucket under `<job_id>/` and return their facts, which the Distributed Map's result
-writer keeps in the work bucket; the merger reads those facts and writes the playlists,
-the MPD, the thumbnail track and `manifest.json`, last.
+bucket under `<job_id>/` and keep their facts in `jobs/<job_id>/results/`; the merger
+reads those facts and writes the playlists, the MPD, the thumbnail track and
+`manifest.json`, last.
+
+Who may change a job (each a conditional write on its record, vtp.aws.jobstore):
+
+* the splitter claims it with a lease and an attempt number, starts the execution
+  `<job_id>-<attempt>` and records it; a failure a retry may mend releases the claim and
+  is raised (the uploads queue delivers the upload again), an input's fault is handed to
+  the failure function;
+* the encoders count their chunks while the job is RUNNING (a chunk finished after the job
+  failed or was stopped removes the partial output again);
+* the merger claims the outputs (``publishing``) and completes the job;
+* the failure function fails it, once: from the workflow's catch, from the splitter's
+  refusal, or from the execution's own end (stopped, timed out, failed outside a catch),
+  then writes the FAILED manifest and sends TranscodeJobFailed.
 """
 
 from __future__ import annotations
@@ -27,12 +40,14 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
+from vtp import contract
+from vtp.aws.jobstore import Claim, ClaimRefused, JobNotRunning
 from vtp.core import stages
 from vtp.core.config import PipelineConfig
 from vtp.core.encode import ChunkResult
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobid import job_id_for
-from vtp.core.jobstore import JobAlreadyExists, JobRecord, JobStatus
+from vtp.core.jobstore import JobStatus
 from vtp.core.manifest import MANIFEST, Manifest, StageFigures, Stages, failed_manifest, manifest_json
 from vtp.core.plan import Chunk, JobPlan
 from vtp.core.probe import SourceInfo
@@ -40,13 +55,27 @@ from vtp.core.source import Source, url_source
 from vtp.core.storage import ObjectStore
 
 JOBS_PREFIX = "jobs"
-FAULT_ENV = "VTP_FAIL_FIRST_ATTEMPT_CHUNK"
-SCRATCH_ENV = "VTP_SCRATCH"
+FAULT_ENV = contract.ENV_FAULT_CHUNK
+SCRATCH_ENV = contract.ENV_SCRATCH
 URL_LIFETIME_S = 3600  # longer than any function's 15 minutes
+DEFAULT_LEASE_S = contract.lease_seconds(contract.DEFAULT_SPLITTER_TIMEOUT_S)
+MAX_NAME_RETRIES = 5
 
 
 class InputError(Exception):
     """The source cannot be transcoded: retrying cannot help (the workflow does not retry it)."""
+
+
+assert InputError.__name__ == contract.INPUT_ERROR  # the workflow's retriers match the name
+
+
+class ClaimHeld(Exception):
+    """A live splitter holds this job's claim: deliver the event again later (it is not lost)."""
+
+
+class ExecutionNameTaken(Exception):
+    """StartExecution found a closed execution of this name (the job's record was deleted and
+    the job is run again): the next attempt number is used."""
 
 
 class InjectedFault(Exception):
@@ -139,13 +168,20 @@ class JobDocument:
 
 
 def sources_in_event(event: dict[str, Any]) -> list[SourceObject]:
-    """The objects of an S3 notification; keys arrive URL-encoded ('+' for spaces)."""
+    """The objects of an S3 notification; keys arrive URL-encoded ('+' for spaces).
+
+    Not jobs: other events, S3's test event (no records), and folder markers (keys ending
+    in "/", which the console's "Create folder" makes, empty)."""
     found = []
+    if not isinstance(event, dict) or not event.get("Records"):
+        return found
     for record in S3Event(event).records:
         if not record.event_name.startswith("ObjectCreated"):
             continue
         obj = record.s3.get_object
         raw = obj.raw_event
+        if unquote_plus(obj.key).endswith("/"):
+            continue
         version_id = raw.get("versionId")
         if version_id and version_id != "null":
             version, versioned = version_id, True
@@ -171,25 +207,66 @@ def start_job(
     *,
     buckets: Buckets,
     store,
-    start_execution,
+    start_execution: Callable[..., None],
+    reject: Callable[[dict[str, Any]], None],
+    execution_status: Callable[[str], str | None] = lambda name: None,
+    admit: Callable[[], bool] = lambda: True,
+    after_claim: Callable[[Claim], None] = lambda claim: None,
     config: PipelineConfig = PipelineConfig(),
+    lease_s: float = DEFAULT_LEASE_S,
     logger=None,
 ) -> dict[str, Any]:
     """The splitter: claim the job, probe, validate, plan, start the workflow.
 
     It reads only what probing needs (ranged reads of the job's own version) and writes no
-    media. A bad input ends here as a FAILED job with its reason (and no retry); a duplicate
-    event finds the job already claimed and does nothing.
+    media and nothing to the output bucket. Outcomes (``status``):
+
+    * STARTED: the execution ``<job_id>-<attempt>`` runs the job (or already did: a
+      predecessor that died after starting it is found by its name);
+    * DUPLICATE: the job is finished or its execution was started: nothing to do;
+    * QUEUED: ``admit`` said no (too many jobs running): the caller sends the upload back
+      to wait; a record at stage "queued" shows it meanwhile;
+    * FAILED: the input's fault (``code`` in ``error``): recorded and handed to ``reject``
+      (the failure function writes the FAILED manifest and fails the job).
+
+    ClaimHeld is raised while a live splitter holds the claim; any other failure releases
+    the claim (its lease ends now), keeps the error in ``last_error`` and is raised, so
+    the delivery is retried and the retry takes the job over.
     """
     job_id = source.job_id
-    started_at = time.time()
-    try:
-        store.create(JobRecord(job_id=job_id, input=source.uri, stage="split", output=f"{job_id}/"))
-    except JobAlreadyExists:
+    output = f"{job_id}/"
+    current = store.item(job_id)
+    if current and (current.get("status") != str(JobStatus.RUNNING) or current.get("execution")):
         return {"job_id": job_id, "status": "DUPLICATE"}
+    if not admit():
+        store.enqueue(job_id, input=source.uri, output=output)
+        return {"job_id": job_id, "status": "QUEUED"}
+    try:
+        claim = store.claim(job_id, input=source.uri, output=output, lease_s=lease_s)
+    except ClaimRefused as refused:
+        if refused.reason == "leased":
+            holder = refused.item.get("attempts")
+            raise ClaimHeld(f"job {job_id} is being split by another delivery (attempt {holder})") from None
+        return {"job_id": job_id, "status": "DUPLICATE"}
+    after_claim(claim)
+    attempt = claim.attempt
+    started_at = time.time()
+    if claim.takeover:
+        # A predecessor may have started its execution and died before recording it.
+        for earlier in range(attempt - 1, 0, -1):
+            name = contract.execution_name(job_id, earlier)
+            if execution_status(name) == "RUNNING":
+                store.started(job_id, attempt, name, stage="encode")
+                return {"job_id": job_id, "status": "STARTED", "execution": name, "attempt": attempt}
     split = StageFigures()
     try:
-        info, plan, split = stages.inspect(buckets.input.source(source), config)
+        try:
+            info, plan, split = stages.inspect(buckets.input.source(source), config)
+        except PipelineError as error:
+            gone = _source_gone(error, buckets, source)
+            if gone is not error:
+                raise gone from error
+            raise
         document = JobDocument(job_id, source, info, plan, config, split, started_at)
         prefix = job_prefix(job_id)
         buckets.work.put_json(f"{prefix}/job.json", document.to_dict())
@@ -201,16 +278,43 @@ def start_job(
             "chunks_key": chunks_key,
             "source": {"bucket": source.bucket, "key": source.key},
         }
-        store.update(job_id, stage="encode", chunks_total=len(plan.chunks), chunks_done=0, timings={"split_s": split.wall_s})
-        start_execution(name=job_id, execution_input=execution_input)
-        return {"job_id": job_id, "status": "STARTED", "chunks": len(plan.chunks)}
+        for _ in range(MAX_NAME_RETRIES):
+            name = contract.execution_name(job_id, attempt)
+            try:
+                start_execution(name=name, execution_input=execution_input)
+                break
+            except ExecutionNameTaken:
+                attempt = store.next_attempt(job_id, attempt, lease_s=lease_s)
+        else:
+            raise RuntimeError(f"no free execution name for {job_id} after {MAX_NAME_RETRIES} attempts")
+        store.started(
+            job_id, attempt, name, stage="encode", chunks_total=len(plan.chunks), chunks_done=0,
+            timings={"split_s": split.wall_s},
+        )
+        return {"job_id": job_id, "status": "STARTED", "chunks": len(plan.chunks), "execution": name, "attempt": attempt}
     except Exception as failure:
-        error = _source_gone(_pipeline_error(failure), buckets, source)
-        stage_figures = Stages(split=split, encode=None, merge=StageFigures(), total_s=time.time() - started_at)
-        fail_job(job_id, source.uri, error, buckets=buckets, store=store, stage="split", figures=stage_figures)
-        if logger:
-            logger.warning("job failed in the splitter", extra={"job_id": job_id, "error": error.to_dict()})
-        return {"job_id": job_id, "status": "FAILED", "error": error.to_dict()}
+        error = _pipeline_error(failure)
+        if not (isinstance(failure, PipelineError) and error.code.is_input_problem):
+            store.release(job_id, attempt, error.to_dict())
+            if logger:
+                logger.warning("split failed, handed back for a retry",
+                               extra={"job_id": job_id, "attempt": attempt, "error": error.to_dict()})
+            raise
+    # The input's fault: no retry can help. The failure function writes the FAILED manifest
+    # (the splitter, which parses untrusted media, cannot write the output bucket).
+    figures = Stages(split=split, encode=None, merge=StageFigures(), total_s=time.time() - started_at)
+    try:
+        store.record_error(job_id, error.to_dict())
+        reject({
+            "job_id": job_id, "source": {"bucket": source.bucket, "key": source.key}, "stage": "split",
+            "rejected": error.to_dict(), "figures": figures.to_dict(),
+        })
+    except Exception:
+        store.release(job_id, attempt, error.to_dict())  # the retry refuses it again, at once
+        raise
+    if logger:
+        logger.warning("input refused", extra={"job_id": job_id, "error": error.to_dict()})
+    return {"job_id": job_id, "status": "FAILED", "error": error.to_dict()}
 
 
 def load_job(buckets: Buckets, job_id: str) -> JobDocument:
@@ -240,10 +344,29 @@ def encode_chunk(job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, s
     result = dataclasses.replace(result, attempt=attempt, worker=worker)
     # The facts go beside job.json (a retry overwrites them); the Map keeps only a summary.
     buckets.work.put_json(result_key(job_id, chunk), result.to_dict())
+    summary = {"chunk": chunk.index, "frames": result.frames_decoded, "wall_s": round(result.figures.wall_s, 3),
+               "attempt": attempt}
     if hasattr(store, "add_chunk_done"):
-        store.add_chunk_done(job_id, chunk=chunk.name)  # also clears an earlier attempt's error
-    return {"chunk": chunk.index, "frames": result.frames_decoded, "wall_s": round(result.figures.wall_s, 3),
-            "attempt": attempt}
+        try:
+            store.add_chunk_done(job_id, chunk=chunk.name)  # also clears an earlier attempt's error
+        except JobNotRunning:
+            # The job failed or was stopped while this chunk ran: the failure path has already
+            # removed the partial output, so what this chunk wrote since goes too.
+            remove_partial_output(buckets.output, job_id)
+            return {**summary, "discarded": True}
+    return summary
+
+
+def remove_partial_output(output, job_id: str) -> int:
+    """Delete everything under <job_id>/ but the manifest (the failure path's FAILED one)."""
+    keep = f"{job_id}/{MANIFEST}"
+    doomed = [key for key in output.keys(f"{job_id}/") if key != keep]
+    if hasattr(output, "delete_keys"):
+        output.delete_keys(doomed)
+    else:
+        for key in doomed:
+            output.delete_prefix(key)
+    return len(doomed)
 
 
 def result_key(job_id: str, chunk: Chunk) -> str:
@@ -305,7 +428,11 @@ def merge_and_publish(job_id: str, *, buckets: Buckets, store) -> dict[str, Any]
     started = time.monotonic()
     job_body = buckets.work.get_bytes(f"{job_prefix(job_id)}/job.json")
     job = JobDocument.from_dict(json.loads(job_body))
-    store.update(job_id, stage="merge")
+    if hasattr(store, "begin_publishing"):
+        if not store.begin_publishing(job_id):
+            raise JobNotRunning(f"job {job_id} is no longer RUNNING: nothing is published")
+    else:
+        store.update(job_id, stage="merge")
     results, read = chunk_results(buckets, job)
     try:
         manifest = stages.publish(
@@ -335,17 +462,119 @@ def _timings(manifest: Manifest) -> dict[str, float]:
 
 def fail_job(
     job_id: str, source_uri: str, error: PipelineError, *, buckets: Buckets, store, stage: str,
-    figures: Stages | None = None,
+    figures: Stages | None = None, when: str = "not_failed",
+    publish: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Mark the job FAILED, remove anything half-published, write the FAILED manifest."""
+    """Fail the job once: FAILED in the table, partial output removed, the FAILED manifest,
+    the TranscodeJobFailed event (``publish``). Idempotent: a job that is already FAILED,
+    or that ``when`` does not allow to fail (DynamoJobStore.FAIL_CONDITIONS), is left as it is, but
+    a failure whose manifest or event did not go out (the function died half-way) is
+    finished. Returns ``changed`` False when there was nothing to do."""
+    if not hasattr(store, "fail"):  # a plain JobStore
+        _publish_failure(job_id, source_uri, error, buckets=buckets, stage=stage, figures=figures)
+        store.update(
+            job_id, status=JobStatus.FAILED, stage=f"failed:{stage}",
+            error_code=str(error.code), error_message=error.message[:1000],
+        )
+        return {"job_id": job_id, "status": "FAILED", "error": error.to_dict()}
+    if not store.fail(job_id, stage=stage, error=error.to_dict(), when=when):
+        current = store.item(job_id) or {}
+        if current.get("status") != str(JobStatus.FAILED) or current.get("failure_published", True):
+            return {"job_id": job_id, "status": current.get("status", "UNKNOWN"), "changed": False}
+        # Failed by an invocation that died before its manifest and event: finish its work.
+        try:
+            error = PipelineError(ErrorCode(current.get("error_code")), current.get("error_message", ""))
+        except ValueError:
+            pass
+        stage = str(current.get("stage", "failed:encode")).removeprefix("failed:")
+    _publish_failure(job_id, source_uri, error, buckets=buckets, stage=stage, figures=figures)
+    if publish is not None:
+        publish({"job_id": job_id, "input": source_uri, "error": error.to_dict(), "failed_stage": stage,
+                 "manifest_key": f"{job_id}/{MANIFEST}"})
+    store.failure_published(job_id)
+    return {"job_id": job_id, "status": "FAILED", "error": error.to_dict()}
+
+
+def _publish_failure(job_id: str, source_uri: str, error: PipelineError, *, buckets: Buckets, stage: str,
+                     figures: Stages | None) -> None:
     buckets.output.delete_prefix(f"{job_id}/")
     manifest = failed_manifest(job_id, source_uri, error, stage=stage, stages=figures)
     buckets.output.put_bytes(f"{job_id}/{MANIFEST}", manifest_json(manifest).encode(), "application/json")
-    store.update(
-        job_id, status=JobStatus.FAILED, stage=f"failed:{stage}",
-        error_code=str(error.code), error_message=error.message[:1000],
-    )
-    return {"job_id": job_id, "status": "FAILED", "error": error.to_dict()}
+
+
+def fail_execution(detail: dict[str, Any], *, buckets: Buckets, store, publish=None, forced: bool = False) -> dict[str, Any]:
+    """The failure path for an execution that ended FAILED, TIMED_OUT or ABORTED (its
+    "Step Functions Execution Status Change" event, or the watchdog's copy of it).
+
+    Only the job's own execution counts, and only a RUNNING job changes: a failure the
+    workflow already caught (MarkJobFailed) left the job FAILED with a better reason, and
+    a COMPLETE job (say, its completion event could not be sent) is never failed. While the
+    merger publishes, a stop does not fail the job (``forced``: the watchdog, long after
+    the execution ended, fails it anyway)."""
+    name = str(detail.get("name", ""))
+    status = str(detail.get("status", ""))
+    execution_input: dict[str, Any] = {}
+    try:
+        parsed = json.loads(detail.get("input") or "{}")
+        execution_input = parsed if isinstance(parsed, dict) else {}
+    except (TypeError, ValueError):
+        pass
+    job_id = execution_input.get("job_id") or contract.job_id_of_execution(name)
+    current = store.item(job_id)
+    if not current:
+        return {"job_id": job_id, "status": "UNKNOWN", "changed": False}
+    if current.get("execution") and current["execution"] != name:
+        return {"job_id": job_id, "status": current.get("status"), "changed": False, "other_execution": current["execution"]}
+    if status == "FAILED":
+        error = failure_reason({"Error": detail.get("error") or "States.Runtime", "Cause": detail.get("cause") or ""}, job_id, store)
+    elif status == "TIMED_OUT":
+        error = PipelineError(ErrorCode.INTERNAL_ERROR, f"the workflow execution {name} timed out")
+    else:
+        error = PipelineError(ErrorCode.INTERNAL_ERROR, f"the workflow execution {name} was {status.lower() or 'stopped'}")
+    stage = str(current.get("stage", "encode"))
+    stage = stage if stage in ("split", "encode", "merge") else "encode"
+    source = execution_input.get("source") or {}
+    source_uri = f"s3://{source['bucket']}/{source['key']}" if source.get("bucket") else str(current.get("input", ""))
+    return fail_job(job_id, source_uri, error, buckets=buckets, store=store, stage=stage,
+                    when="running" if forced else "running_unpublished", publish=publish)
+
+
+def check_running_jobs(
+    store, *, now: float, overdue_after_s: float, repair_after_s: float,
+    describe_execution: Callable[[str], dict[str, Any] | None], repair: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """The watchdog: every RUNNING job, its age; a job whose execution ended (FAILED,
+    TIMED_OUT, ABORTED) more than ``repair_after_s`` ago and is still RUNNING (the
+    execution's status event was lost) is handed to the failure path (``repair``, with
+    the execution's description in the shape of its status event)."""
+    running = store.running()
+    ages = [now - _epoch_of(job.get("created_at", "")) for job in running]
+    overdue = [job["job_id"] for job, age in zip(running, ages) if age > overdue_after_s]
+    repaired = []
+    for job in running:
+        name = job.get("execution")
+        if not name:
+            continue
+        described = describe_execution(name)
+        if not described or described.get("status") not in contract.EXECUTION_FAILURES:
+            continue
+        stopped = described.get("stopDate")
+        stopped_s = stopped.timestamp() if hasattr(stopped, "timestamp") else float(stopped or 0)
+        if now - stopped_s < repair_after_s:
+            continue
+        repair({**described, "name": name})
+        repaired.append(job["job_id"])
+    return {"running": len(running), "overdue": overdue, "oldest_s": round(max(ages, default=0.0), 1),
+            "repaired": repaired}
+
+
+def _epoch_of(iso: str) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
 
 
 def error_from_workflow(error: dict[str, Any] | None) -> PipelineError:
@@ -363,7 +592,7 @@ def error_from_workflow(error: dict[str, Any] | None) -> PipelineError:
     for code in ErrorCode:
         if str(message).startswith(f"{code}:"):
             return PipelineError(code, str(message).split(":", 1)[1].strip())
-    code = ErrorCode.INTERNAL_ERROR if kind != "InputError" else ErrorCode.UNSUPPORTED_INPUT
+    code = ErrorCode.INTERNAL_ERROR if kind != contract.INPUT_ERROR else ErrorCode.UNSUPPORTED_INPUT
     return PipelineError(code, f"{kind}: {message}"[:1000])
 
 
@@ -396,7 +625,7 @@ def _maybe_inject_fault(job_id: str, chunk: Chunk, buckets: Buckets) -> None:
     wanted = os.environ.get(FAULT_ENV, "").strip()
     if not wanted or int(wanted) != chunk.index:
         return
-    marker = f"{job_prefix(job_id)}/faults/{chunk.name}"
+    marker = f"{job_prefix(job_id)}/faults/{chunk.name}.json"
     if buckets.work.exists(marker):
         return
     buckets.work.put_json(marker, {"injected": True})

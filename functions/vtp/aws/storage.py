@@ -67,11 +67,17 @@ class S3Store:
                 yield item["Key"]
 
     def delete_prefix(self, prefix: str) -> int:
-        doomed = list(self.keys(prefix))
-        for start in range(0, len(doomed), 1000):
-            batch = [{"Key": key} for key in doomed[start : start + 1000]]
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-        return len(doomed)
+        return self.delete_keys(list(self.keys(prefix)))
+
+    def delete_keys(self, keys: list[str]) -> int:
+        """Delete these keys, 1,000 per request; a key that is not there is no error."""
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if response.get("Errors"):
+                first = response["Errors"][0]
+                raise RuntimeError(f"could not delete {len(response['Errors'])} objects, e.g. {first.get('Key')}: {first.get('Message')}")
+        return len(keys)
 
 
 def presigner(client) -> Callable[["SourceObject", int], tuple[str, dict[str, str]]]:
