@@ -54,7 +54,9 @@ def single_ffmpeg_args(source: Path, info: SourceInfo, config: PipelineConfig, o
     streams = [scale_chain(branches[i], r) for i, r in enumerate(renditions)]
     options: dict[str, object] = {}
     for index, rendition in enumerate(renditions):
-        for key, value in encoder_options(rendition, info, config).items():
+        # The same keyframe grid as the pipeline's (which forces it per chunk, from the chunk's start).
+        forced = {"force_key_frames": f"expr:gte(t,n_forced*{config.gop_s:g})"}
+        for key, value in {**encoder_options(rendition, info, config), **forced}.items():
             # "crf" and "c:v" alike become the per-stream "crf:v:0", "c:v:0"
             options[f"{key.split(':')[0]}:v:{index}"] = value
     stream_map = [f"v:{i},agroup:audio,name:{r.name}" for i, r in enumerate(renditions)]

@@ -363,13 +363,23 @@ def encode_args(
             .filter("scale", 16, 16)
         )
     stream = picture_chain(stream, info)
-    extra = (1 if outputs.tiles else 0) + (1 if outputs.poster else 0)
-    count = len(renditions) + extra
-    branches = stream.filter_multi_output("split", count) if count > 1 else None
+    branches = stream.filter_multi_output("split", len(renditions)) if len(renditions) > 1 else None
+    scaled = {
+        r.name: scale_chain(branches[i] if branches is not None else stream, r) for i, r in enumerate(renditions)
+    }
+    # The thumbnails come from the smallest rung and the poster from the smallest rung at least
+    # as wide as it: already scaled, so their branches hold small frames, not the source's.
+    tiles_from = renditions[-1].name if outputs.tiles else None
+    wide = [r for r in renditions if r.width >= min(config.poster_width, renditions[0].width)]
+    poster_from = min(wide, key=lambda r: r.width).name if outputs.poster else None
+    taps: dict[str, list] = {}
+    for name in {n for n in (tiles_from, poster_from) if n}:
+        copies = scaled[name].filter_multi_output("split", 1 + (name == tiles_from) + (name == poster_from))
+        scaled[name] = copies[0]
+        taps[name] = [copies[i] for i in range(1, 1 + (name == tiles_from) + (name == poster_from))]
     nodes = []
     keyframe_times = ",".join(f"{t:.6f}" for t in _grid(chunk.start_s, chunk.end_s or info.duration_s + config.gop_s, config.gop_s))
-    for position, rendition in enumerate(renditions):
-        branch = branches[position] if branches is not None else stream
+    for rendition in renditions:
         options = encoder_options(rendition, info, config)
         options.update({
             # The first frame at or after each grid time becomes a keyframe (absolute times:
@@ -378,26 +388,25 @@ def encode_args(
             "enc_time_base": enc_time_base, "f": "mp4", "movflags": _FRAGMENT_FLAGS, "use_editlist": 0,
             **_clean_output(),
         })
-        nodes.append(ff.output(scale_chain(branch, rendition), str(outputs.video[rendition.name]), **options))
-    position = len(renditions)
-    if outputs.tiles:
+        nodes.append(ff.output(scaled[rendition.name], str(outputs.video[rendition.name]), **options))
+    if tiles_from:
         tile_height = _tile_height(info, config)
         columns = sprite_columns(len(outputs.tiles), config.thumbnail_width, tile_height)
         tiles = (
-            branches[position]
+            taps[tiles_from].pop(0)
             # eof_action=pass: the last tile too, where the source gives its last frame no duration.
             .filter("fps", fps=f"1/{config.thumbnail_interval_s:g}", start_time=f"{outputs.tiles[0]:.6f}",
                     round="down", eof_action="pass")
             # JPEG is full range: say so, or the encoder refuses a source tagged as limited range.
             .filter("scale", config.thumbnail_width, tile_height, out_range="full")
+            .filter("setsar", 1)
             .filter("tile", f"{columns}x{math.ceil(len(outputs.tiles) / columns)}")
         )
         nodes.append(ff.output(tiles, str(outputs.sprite), frames=1, update=1, **{"q:v": 4, "fps_mode": "passthrough"}))
-        position += 1
-    if outputs.poster:
+    if poster_from:
         at = poster_time(info)
         poster = (
-            branches[position]
+            taps[poster_from].pop(0)
             # The frame shown at that time, which may have started before it (a still image
             # for the whole video, a hole in a VFR source): a frame grid whose first point is
             # `at`. (A `trim` from `at` kept no frame where none starts after it: no poster.)
@@ -405,6 +414,7 @@ def encode_args(
                     eof_action="pass")
             .filter("trim", end_frame=1)
             .filter("scale", f"min({config.poster_width},iw)", -2, out_range="full")
+            .filter("setsar", 1)
         )
         nodes.append(ff.output(poster, str(outputs.poster_file), frames=1, update=1, **{"q:v": 3}))
     if look is not None:
