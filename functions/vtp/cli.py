@@ -26,12 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     run.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out/)")
     run.add_argument("--workers", type=int, default=None, help="parallel encodes (default: CPU count)")
-    run.add_argument(
-        "--target", choices=["local", "localstack"], default="local",
-        help="local: this machine (default); localstack: the deployed stack on LocalStack",
-    )
     run.add_argument("--keep-work", action="store_true", help="keep the intermediate chunks")
-    run.add_argument("--stack", default=None, help="with --target localstack: the stack (default: cdk.json's)")
     add_encoding_options(run)
 
     status = commands.add_parser("status", help="list jobs, newest first; or one job (or every job of one upload key)")
@@ -105,10 +100,6 @@ def command_run(args: argparse.Namespace) -> int:
     from vtp.local.runner import default_workers, run_job
 
     config = config_from(args)
-    if args.target == "localstack":
-        from vtp.localstack_target import run_on_localstack
-
-        return run_on_localstack(args.inputs, args.out, config, stack=args.stack)
     out = Console()
     err = Console(stderr=True)
     store = SqliteJobStore()

@@ -39,7 +39,7 @@ SETTING_NAMES = (
     "VTP_MAX_BYTES", "VTP_MAX_DURATION_S",
 )
 
-# --- stack outputs (read by `vtp status --aws`, `vtp run --target localstack`, the tests) ----
+# --- stack outputs (read by `vtp status --aws`, testing/localstack/run.py, the tests) ----
 OUTPUT_INPUT_BUCKET = "InputBucketName"
 OUTPUT_OUTPUT_BUCKET = "OutputBucketName"
 OUTPUT_WORK_BUCKET = "WorkBucketName"

@@ -1,39 +1,36 @@
-"""`vtp run --target localstack`: the cloud flow on this machine.
+"""The cloud flow on this machine: deploy to LocalStack, upload, follow, download.
+
+    .venv/bin/python testing/localstack/run.py INPUT [INPUT ...] [--out out/] [--stack NAME]
+        [--ladder 480p,360p] [--preset veryfast] ...   (the encoding options of `vtp run`)
 
 Uses the LocalStack given by `AWS_ENDPOINT_URL`/`VTP_LOCALSTACK_ENDPOINT` or started with
 `testing/localstack/service.py start`, else starts one for the command. Deploys the CDK
 app there if the stack is missing, uploads each input to the input bucket, follows the
-job in the jobs table with a progress bar and downloads the outputs. It needs a checkout
-of this repository (the CDK app and the LocalStack tooling live there).
+job in the jobs table with a progress bar and downloads the outputs. Test tooling, like the
+rest of this folder: it needs a checkout of this repository, and vtp installed.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import argparse
 import json
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 from vtp import contract
 from vtp.core.config import PipelineConfig
 from vtp.core.errors import ErrorCode, PipelineError
 
-REPO = Path(__file__).resolve().parents[2]
-TOOLS = REPO / "testing" / "localstack"
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parents[1]
+sys.path.insert(0, str(TOOLS))  # this folder's service.py and deploy.py
+
+import deploy  # noqa: E402
+import service  # noqa: E402
+
 REGION = "us-east-1"
 JOB_TIMEOUT_S = 3600
-
-
-def _module(name: str) -> ModuleType:
-    qualified = f"vtp_testing_localstack_{name}"
-    if qualified not in sys.modules:
-        spec = importlib.util.spec_from_file_location(qualified, TOOLS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[qualified] = module
-        spec.loader.exec_module(module)
-    return sys.modules[qualified]
 
 
 def settings_context(config: PipelineConfig) -> str:
@@ -58,11 +55,7 @@ def _running_endpoint(service) -> str | None:
 def run_on_localstack(inputs: list[Path], out: Path, config: PipelineConfig, *, stack: str | None = None) -> int:
     from rich.console import Console
 
-    if not (REPO / "app.py").exists() or not (TOOLS / "service.py").exists():
-        raise PipelineError(ErrorCode.INVALID_CONFIG, "--target localstack needs a checkout of the vtp repository")
     console, err = Console(), Console(stderr=True)
-    service = _module("service")
-    deploy = _module("deploy")
     endpoint = _running_endpoint(service)
     started = None
     if endpoint is None:
@@ -168,3 +161,23 @@ def _run_one(source: Path, out: Path, endpoint: str, outputs: dict[str, str], co
         return False
     report_complete(console, job_id, folder, manifest, time.monotonic() - started, where=" (LocalStack)")
     return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vtp.cli import add_encoding_options, config_from
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    parser.add_argument("--out", type=Path, default=Path("out"))
+    parser.add_argument("--stack", default=None, help="the stack (default: cdk.json's vtp:stack-name)")
+    add_encoding_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_on_localstack(args.inputs, args.out, config_from(args), stack=args.stack)
+    except PipelineError as error:
+        print(f"run.py: {error.code}: {error.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -459,13 +459,13 @@ def test_a_throttled_start_execution_is_retried_and_the_job_completes(deployed, 
     assert deployed.keys(deployed.work_bucket, marker) == [marker], "the throttle fired"
 
 
-def test_vtp_run_target_localstack_runs_the_cloud_flow_and_downloads_the_outputs(deployed, tmp_path):
+def test_the_localstack_runner_runs_the_cloud_flow_and_downloads_the_outputs(deployed, tmp_path):
     import os
     import subprocess
 
     env = {**os.environ, "AWS_ENDPOINT_URL": deployed.localstack.endpoint, "VTP_HOME": str(tmp_path / "home")}
     result = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "vtp"), "run", "--target", "localstack", "--stack", STACK,
+        [str(REPO / ".venv" / "bin" / "python"), str(REPO / "testing" / "localstack" / "run.py"), "--stack", STACK,
          str(SMALL_SAMPLE), "--out", str(tmp_path / "out")],
         capture_output=True, text=True, env=env, timeout=JOB_TIMEOUT_S + 60,
     )
