@@ -22,4 +22,21 @@ if [ ! -e "$stamp" ]; then
     # dev includes aws: remember both as done
     [ "$extras" = "dev" ] && touch ".venv/.vtp-installed-aws-$(sha256sum pyproject.toml | cut -c1-16)"
 fi
+
+# The job report page's players (hls.js, dash.js; pinned in package.json) go into the package, in the git-ignored
+# functions/vtp/report/static/: report.html gets them beside it, and the Lambda code asset carries them.
+static="functions/vtp/report/static"
+players="node_modules/hls.js/dist/hls.min.js node_modules/dashjs/dist/modern/umd/dash.all.min.js"
+npm_stamp="node_modules/.vtp-npm-ci-$(sha256sum package-lock.json 2>/dev/null | cut -c1-16)"
+if [ -f package.json ] && command -v npm >/dev/null 2>&1; then
+    if [ ! -e "$npm_stamp" ]; then
+        npm ci --no-audit --no-fund --loglevel=error && touch "$npm_stamp" \
+            || echo "scripts/setup.sh: npm ci failed: job report pages will have no player" >&2
+    fi
+    if ls $players >/dev/null 2>&1; then
+        mkdir -p "$static" && cp $players "$static/"
+    fi
+else
+    echo "npm is not installed: job report pages will have no player (install npm, then run scripts/setup.sh again)"
+fi
 echo "vtp is installed in .venv ($(.venv/bin/python --version))"

@@ -1,0 +1,1 @@
+"""The job report page: report.html beside a job's manifest.json (see page.py)."""
