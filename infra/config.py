@@ -13,7 +13,7 @@ DEFAULT_STACK_NAME = contract.DEFAULT_STACK_NAME
 # Stack parameter defaults (the README's "Deploying to AWS" says what each must respect).
 DEFAULT_MAX_CONCURRENCY = 100  # chunks encoded at once per job
 DEFAULT_MAX_RUNNING_JOBS = 10  # x MaxConcurrency = 1,000, the default account concurrency
-DEFAULT_ENCODER_MEMORY_MB = 3008  # deploys on any account (new accounts may be capped at 3,008 MB)
+DEFAULT_ENCODER_MEMORY_MB = contract.DEFAULT_ENCODER_MEMORY_MB  # deploys on any account (new accounts may be capped at 3,008 MB)
 DEFAULT_ENCODER_RESERVED_CONCURRENCY = 0  # 0: no reservation (an account must keep 100 unreserved)
 DEFAULT_SPLITTER_CONCURRENCY = 5  # uploads probed at once (SQS event source MaximumConcurrency, 2-1000)
 DEFAULT_QUEUE_RETRY_DELAY_S = 60

@@ -85,21 +85,21 @@ class FunctionSpec:
     description: str
 
 
-def function_specs(encoder_memory_mb: int | float = 3008, splitter_timeout_s: int = contract.DEFAULT_SPLITTER_TIMEOUT_S) -> dict[str, FunctionSpec]:
+def function_specs(encoder_memory_mb: int | float = contract.DEFAULT_ENCODER_MEMORY_MB, splitter_timeout_s: int = contract.DEFAULT_SPLITTER_TIMEOUT_S) -> dict[str, FunctionSpec]:
     """Sizing of each function; the module docstring says why."""
     minutes = Duration.minutes
     return {
         spec.construct_id: spec
         for spec in (
-            FunctionSpec("Splitter", "vtp.handlers.splitter.handler", 1769, Duration.seconds(splitter_timeout_s), 512,
+            FunctionSpec("Splitter", "vtp.handlers.splitter.handler", contract.SPLITTER_MEMORY_MB, Duration.seconds(splitter_timeout_s), 512,
                          "vtp: S3 upload -> probe (ranged reads), validate, plan chunks, start the workflow"),
             FunctionSpec("Encoder", "vtp.handlers.encoder.handler", encoder_memory_mb, minutes(15), 2048,
                          "vtp: one chunk of the source -> final segments of every rung and the audio"),
-            FunctionSpec("Merger", "vtp.handlers.merger.handler", 1024, minutes(5), 512,
+            FunctionSpec("Merger", "vtp.handlers.merger.handler", contract.MERGER_MEMORY_MB, minutes(5), 512,
                          "vtp: the chunks' facts -> playlists, MPD, thumbnails track, manifest.json, COMPLETE"),
-            FunctionSpec("Failure", "vtp.handlers.failure.handler", 512, minutes(5), 512,
+            FunctionSpec("Failure", "vtp.handlers.failure.handler", contract.FAILURE_MEMORY_MB, minutes(5), 512,
                          "vtp: mark the job FAILED, FAILED manifest, remove partial output, TranscodeJobFailed"),
-            FunctionSpec("Watchdog", "vtp.handlers.watchdog.handler", 256, minutes(2), 512,
+            FunctionSpec("Watchdog", "vtp.handlers.watchdog.handler", contract.WATCHDOG_MEMORY_MB, minutes(2), 512,
                          "vtp: age of the RUNNING jobs (JobsOverdue), repair of jobs whose execution ended unnoticed"),
         )
     }
@@ -118,7 +118,7 @@ class PipelineFunctions(Construct):
         layer_dir: Path,
         log_level: str = "INFO",
         fault_injection: bool = False,
-        encoder_memory_mb: int | float = 3008,
+        encoder_memory_mb: int | float = contract.DEFAULT_ENCODER_MEMORY_MB,
         encoder_reserved_concurrency: int | float | None = None,
         splitter_timeout_s: int = contract.DEFAULT_SPLITTER_TIMEOUT_S,
         settings: dict[str, str] | None = None,

@@ -7,7 +7,7 @@
       EncodeChunks (Distributed Map, STANDARD children) ------------------ Catch States.ALL -> $.error
       |   ItemReader  s3://<work>/<$.chunks_key>   (items [{"chunk": {...}}, ...])           |
       |   ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value.chunk}                   |
-      |   EncodeChunk -> encoder Lambda {job_id, work_bucket, chunk, attempt}: reads its       |
+      |   EncodeChunk -> encoder Lambda {job_id, work_bucket, chunk, attempt, entered_at}: its |
       |                  range of the source, writes its final segments, returns its facts    |
       |   ResultWriter s3://<work>/jobs/map-results/<map run id>/... (the facts, kept in S3)   |
       |   ResultSelector keeps {chunks: <ResultWriterDetails>} at $.encode                      |
@@ -127,14 +127,16 @@ class TranscodeWorkflow(Construct):
             "EncodeChunk",
             "Encoder",
             comment="Encode one chunk into every video rung.",
-            # The Map item plus the retry count (0 on the first attempt), for logs and the
-            # test-only fault injection (VTP_FAIL_FIRST_ATTEMPT_CHUNK).
+            # The Map item plus the retry count (0 on the first attempt), for the timeline,
+            # logs and the test-only fault injection (VTP_FAIL_FIRST_ATTEMPT_CHUNK), and when
+            # the task was entered (the wait before the encoder ran: queueing, cold start).
             payload=sfn.TaskInput.from_object(
                 {
                     "job_id": sfn.JsonPath.string_at("$.job_id"),
                     "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
                     "chunk": sfn.JsonPath.object_at("$.chunk"),
                     "attempt": sfn.JsonPath.number_at("$$.State.RetryCount"),
+                    "entered_at": sfn.JsonPath.string_at("$$.State.EnteredTime"),
                 }
             ),
         )

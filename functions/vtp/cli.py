@@ -13,7 +13,7 @@ from pathlib import Path
 from vtp.core.config import Limits, PipelineConfig, RateControl, ladder_from_names
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobstore import JobStatus
-from vtp.core.manifest import Manifest
+from vtp.core.manifest import REPORT, Manifest
 
 DEBUG_ENV = "VTP_DEBUG"
 
@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--aws", action="store_true", help="read the jobs table of the deployed stack")
     status.add_argument("--stack", default="VideoTranscodingPipeline", help="stack name, with --aws")
     status.add_argument("--json", action="store_true")
+
+    report = commands.add_parser("report", help="write or open a job's report page (player, renditions, timeline, cost)")
+    report.add_argument("job", metavar="JOB_ID")
+    report.add_argument("--open", action="store_true", help="serve the job on 127.0.0.1 and open the page (Ctrl-C stops)")
+    report.add_argument("--aws", action="store_true", help="a cloud job: fetch its folder from the output bucket")
+    report.add_argument("--stack", default="VideoTranscodingPipeline", help="stack name, with --aws")
+    report.add_argument("--out", type=Path, default=None, help="with --aws: where to fetch it (default: $VTP_HOME/reports/)")
 
     bench = commands.add_parser("bench", help="compare the pipeline with one ffmpeg command on the same input")
     bench.add_argument("input", type=Path)
@@ -140,6 +147,15 @@ def report_complete(out, job_id: str, folder: Path, manifest: Manifest, wall_s: 
             f"merge {stages.merge.wall_s:.2f} s; critical path {stages.critical_path_s:.1f} s",
             highlight=False, soft_wrap=True,
         )
+    cost = manifest.cost or {}
+    if cost:
+        spent = f"{cost['cpu_s']:.1f} CPU-s; on AWS about" if cost.get("cpu_s") is not None else "on AWS"
+        out.print(
+            f"  cost: {spent} ${cost['total_usd']:.4f} (MediaConvert: ${cost['mediaconvert_usd']:.4f})",
+            highlight=False, soft_wrap=True,
+        )
+    if manifest.outputs.get("report"):
+        out.print(f"  report: {folder / manifest.outputs['report']} (vtp report {job_id} --open)", highlight=False, soft_wrap=True)
 
 
 def report_failed(out, err, source: Path, job_id: str, folder: Path, error: dict) -> None:
@@ -175,10 +191,11 @@ def command_status(args: argparse.Namespace) -> int:
         return 0
     table = Table()
     table.add_column("job", no_wrap=True)
-    for name in ("status", "stage", "chunks", "created", "total s", "error"):
+    for name in ("status", "stage", "chunks", "created", "total s", "error", "report"):
         table.add_column(name)
     for record in records:
         total = record.timings.get("total_s")
+        page = Path(record.output) / REPORT if record.output else None
         table.add_row(
             record.job_id,
             str(record.status),
@@ -187,6 +204,7 @@ def command_status(args: argparse.Namespace) -> int:
             record.created_at,
             f"{total:.1f}" if total else "",
             f"{record.error_code}: {record.error_message}" if record.error_code else "",
+            str(page) if page is not None and page.is_file() else "",
         )
     Console().print(table)
     return 0
@@ -232,6 +250,32 @@ def _status_of_aws_jobs(store, args: argparse.Namespace) -> int:
     return 0
 
 
+def command_report(args: argparse.Namespace) -> int:
+    """The page of a local job (from the job store), or of a cloud job (fetched with its media)."""
+    from vtp.report.serve import fetch_cloud_job, local_report, open_and_wait
+
+    if args.aws:
+        from vtp import contract
+        from vtp.aws.jobstore import stack_output
+        from vtp.aws.storage import S3Store
+        from vtp.local.jobstore import default_store_path
+
+        bucket = os.environ.get(contract.ENV_OUTPUT_BUCKET) or stack_output(args.stack, contract.OUTPUT_OUTPUT_BUCKET)
+        folder = fetch_cloud_job(S3Store(bucket), args.job, args.out or default_store_path().parent / "reports")
+    else:
+        from vtp.local.jobstore import SqliteJobStore
+
+        record = SqliteJobStore().get(args.job)
+        if record is None:
+            raise PipelineError(ErrorCode.INVALID_CONFIG, f"no local job {args.job} (vtp status lists them)")
+        folder = Path(record.output)
+    page = local_report(folder)
+    print(page)
+    if args.open:
+        open_and_wait(folder, print)
+    return 0
+
+
 def command_bench(args: argparse.Namespace) -> int:
     from vtp.bench import run_benchmark
 
@@ -252,7 +296,10 @@ def command_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "status": command_status, "bench": command_bench, "probe": command_probe}
+COMMANDS = {
+    "run": command_run, "status": command_status, "report": command_report, "bench": command_bench,
+    "probe": command_probe,
+}
 
 
 class Terminated(KeyboardInterrupt):

@@ -33,6 +33,13 @@ ENV_POWERTOOLS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_FAULT_CHUNK = "VTP_FAIL_FIRST_ATTEMPT_CHUNK"
 ENV_SPLITTER_FAULTS = "VTP_TEST_SPLITTER_FAULTS"
 
+# --- the functions' memory (MB; Lambda bills GB-seconds of it, CPU scales with it) -------------
+SPLITTER_MEMORY_MB = 1769  # one vCPU: the keyframe seeks run in parallel
+DEFAULT_ENCODER_MEMORY_MB = 3008  # the EncoderMemoryMB parameter's default: deploys on any account
+MERGER_MEMORY_MB = 1024
+FAILURE_MEMORY_MB = 512
+WATCHDOG_MEMORY_MB = 256
+
 # Pipeline settings the functions read from their environment (vtp.core.config).
 SETTING_NAMES = (
     "VTP_LADDER", "VTP_GOP_S", "VTP_CHUNK_S", "VTP_SEGMENT_S", "VTP_PRESET", "VTP_RATE_CONTROL",

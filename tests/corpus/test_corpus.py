@@ -61,7 +61,7 @@ def test_case(case, corpus_table, corpus_inputs, tmp_path):
         assert match.group("input") == given, lines[0]
         (folder,) = outcome.job_folders()
         assert sorted(p.name for p in outcome.out.iterdir()) == [folder.name], "only the job folder in --out"
-        assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"], "only the FAILED manifest"
+        assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "report.html"], "only the FAILED manifest and its page"
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["status"] == "FAILED" and manifest["error"]["code"] == case.expect
         assert outcome.wall_s < HOSTILE_WALL_S, f"refused in {outcome.wall_s:.1f} s"
@@ -105,6 +105,6 @@ def test_a_tool_killed_by_a_signal_is_the_tools_failure(tool, tmp_path):
     assert match and match.group("code") == "TOOL_CRASHED", line
     assert "SIGSEGV" in line and "not the input's fault" in line, line
     (folder,) = outcome.job_folders()
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "report.html"]
     assert json.loads((folder / "manifest.json").read_text())["error"]["code"] == "TOOL_CRASHED"
     assert outcome.cwd_after == outcome.cwd_before

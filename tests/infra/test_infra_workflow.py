@@ -77,6 +77,7 @@ def test_distributed_map_reads_and_writes_the_work_bucket(synth, asl):
         "work_bucket.$": "$.work_bucket",
         "chunk.$": "$.chunk",
         "attempt.$": "$$.State.RetryCount",
+        "entered_at.$": "$$.State.EnteredTime",
     }
 
 

@@ -289,7 +289,7 @@ def test_a_bad_file_fails_with_a_reason_and_publishes_nothing(deployed, tmp_path
 
     assert job["status"] == "FAILED" and job["error_code"] == "UNSUPPORTED_INPUT", job
     assert job["stage"] == "failed:split" and job["attempts"] == 1
-    assert deployed.keys(deployed.output_bucket, f"{job_id}/") == [f"{job_id}/manifest.json"]
+    assert deployed.keys(deployed.output_bucket, f"{job_id}/") == [f"{job_id}/manifest.json", f"{job_id}/report.html"]
     manifest = deployed.manifest(job_id)
     assert manifest["status"] == "FAILED" and manifest["error"]["code"] == "UNSUPPORTED_INPUT"
     assert deployed.executions_of(job_id) == []
@@ -420,9 +420,9 @@ def test_stopping_a_running_job_fails_it_with_a_manifest_and_an_event_within_a_m
     assert deployed.wait_for_execution(job_id)["status"] == "ABORTED"
     # An encoder still running when the execution stopped removes what it wrote afterwards.
     deadline = time.monotonic() + 30
-    while deployed.keys(deployed.output_bucket, f"{job_id}/") != [f"{job_id}/manifest.json"] and time.monotonic() < deadline:
+    while deployed.keys(deployed.output_bucket, f"{job_id}/") != [f"{job_id}/manifest.json", f"{job_id}/report.html"] and time.monotonic() < deadline:
         time.sleep(1)
-    assert deployed.keys(deployed.output_bucket, f"{job_id}/") == [f"{job_id}/manifest.json"]
+    assert deployed.keys(deployed.output_bucket, f"{job_id}/") == [f"{job_id}/manifest.json", f"{job_id}/report.html"]
 
 
 def test_twenty_uploads_at_once_under_a_small_encoder_concurrency_all_complete(deployed, clips):

@@ -369,7 +369,7 @@ def test_failing_a_job_removes_its_output_and_leaves_the_failed_manifest(tmp_pat
     figures = Stages(split=StageFigures(wall_s=1.0, bytes_read=10), encode=None, merge=StageFigures(), total_s=2.0)
     result = fail_job("job-1", "s3://in/a.mp4", error, buckets=buckets, store=store, stage="encode", figures=figures)
     assert result == {"job_id": "job-1", "status": "FAILED", "error": error.to_dict()}
-    assert list(buckets.output.keys("job-1")) == ["job-1/manifest.json", "job-10/manifest.json"]
+    assert list(buckets.output.keys("job-1")) == ["job-1/manifest.json", "job-1/report.html", "job-10/manifest.json"]
     manifest = buckets.output.get_json("job-1/manifest.json")
     assert manifest["status"] == "FAILED" and manifest["failed_stage"] == "encode" and manifest["input"] == "s3://in/a.mp4"
     assert manifest["error"]["code"] == "ENCODE_FAILED" and manifest["stages"]["split"]["bytes_read"] == 10
@@ -654,7 +654,7 @@ def test_a_job_fails_once_and_its_event_goes_out_once(table, tmp_path):
     error = PipelineError(ErrorCode.ENCODE_FAILED, "chunk 1 failed")
     first = fail_job("f", "s3://in/f.mp4", error, buckets=buckets, store=table, stage="encode", publish=published.append)
     assert first == {"job_id": "f", "status": "FAILED", "error": error.to_dict()}
-    assert list(buckets.output.keys("f/")) == ["f/manifest.json"]
+    assert list(buckets.output.keys("f/")) == ["f/manifest.json", "f/report.html"]
     assert published == [{"job_id": "f", "input": "s3://in/f.mp4", "error": error.to_dict(), "failed_stage": "encode",
                           "manifest_key": "f/manifest.json"}]
     item = table.item("f")
@@ -696,7 +696,7 @@ def test_an_execution_that_ends_outside_the_workflows_catch_fails_its_job(table,
         result = fail_execution(_status_event(f"{job_id}-1", status, job_id), buckets=buckets, store=table,
                                 publish=published.append)
         assert result["status"] == "FAILED" and reason in result["error"]["message"], result
-        assert list(buckets.output.keys(f"{job_id}/")) == [f"{job_id}/manifest.json"]
+        assert list(buckets.output.keys(f"{job_id}/")) == [f"{job_id}/manifest.json", f"{job_id}/report.html"]
         assert buckets.output.get_json(f"{job_id}/manifest.json")["input"] == f"s3://in/{job_id}.mp4"
     # FAILED outside a catch (say PublishCompletion's retries ran out before the merger... or a
     # failed Map whose reason an encoder recorded): the reason is the workflow's, else the chunk's.
@@ -763,10 +763,10 @@ def test_late_work_after_a_failure_publishes_nothing(table, tmp_path, monkeypatc
              store=table, stage="encode")
     summary = pipeline.encode_chunk("late", second.to_dict(), buckets=buckets, store=table)
     assert summary["discarded"] is True
-    assert list(buckets.output.keys("late/")) == ["late/manifest.json"]
+    assert list(buckets.output.keys("late/")) == ["late/manifest.json", "late/report.html"]
     with pytest.raises(JobNotRunning):
         pipeline.merge_and_publish("late", buckets=buckets, store=table)
-    assert list(buckets.output.keys("late/")) == ["late/manifest.json"]
+    assert list(buckets.output.keys("late/")) == ["late/manifest.json", "late/report.html"]
     assert buckets.output.get_json("late/manifest.json")["status"] == "FAILED"
 
 

@@ -138,7 +138,7 @@ def test_a_bad_input_writes_a_failed_manifest_and_nothing_else(bad_run):
     assert data["status"] == "FAILED"
     assert data["error"]["code"] == "UNSUPPORTED_INPUT" and data["error"]["message"]
     assert data["failed_stage"] == "split"
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "report.html"]
     assert f"job {folder.name} FAILED (UNSUPPORTED_INPUT)" in bad_run.stdout
 
 
@@ -198,7 +198,7 @@ def test_a_failure_during_encoding_is_one_line_naming_the_code(encode_failure):
     assert encode_failure.returncode == 1
     (folder,) = job_folders(encode_failure)
     assert manifest_of(folder)["error"]["code"] == "ENCODE_FAILED"
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "report.html"]
     # (what comes before the error line is the subject of the test above)
     lines = encode_failure.message_lines
     errors = [i for i, line in enumerate(lines) if line.startswith("vtp: ")]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from tests.support.checks import check_against_source
 from vtp.aws.jobstore import DynamoJobStore
 from vtp import contract
 from vtp.aws.pipeline import (
-    Buckets, InjectedFault, InputError, encode_chunk, merge_and_publish, sources_in_event, start_job,
+    Buckets, InjectedFault, InputError, Invocation, encode_chunk, merge_and_publish, sources_in_event, start_job,
 )
 from vtp.aws.storage import S3Store
 
@@ -307,7 +308,8 @@ def published(aws, padded, clip, small_config, tmp_path_factory) -> Published:
 
     buckets, store = aws.buckets(), aws.store()
     [obj] = sources_in_event(event)
-    started = start_job(obj, buckets=buckets, store=store, start_execution=record_start, reject=reject, config=small_config)
+    started = start_job(obj, buckets=buckets, store=store, start_execution=record_start, reject=reject, config=small_config,
+                        invocation=Invocation("splitter-1", 1769, True))
     job_id = started["job_id"]
 
     # A second upload to the same key: the job keeps reading its own version.
@@ -317,7 +319,8 @@ def published(aws, padded, clip, small_config, tmp_path_factory) -> Published:
 
     def encode(item: dict) -> dict:
         return encode_chunk(job_id, item["chunk"], buckets=buckets, store=store, attempt=0,
-                            worker=f"worker-{item['chunk']['index']}")
+                            invocation=Invocation(f"worker-{item['chunk']['index']}", 3008, item["chunk"]["index"] == 0),
+                            dispatched_at=time.time() - 0.5)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         outputs = list(pool.map(encode, items))
@@ -325,7 +328,7 @@ def published(aws, padded, clip, small_config, tmp_path_factory) -> Published:
 
     work, output = Recording(buckets.work), Recording(buckets.output)
     merger_buckets = Buckets(input=NoSourceReads(), work=work, output=output, work_bucket_name=WORK)  # type: ignore[arg-type]
-    merged = merge_and_publish(job_id, buckets=merger_buckets, store=store)
+    merged = merge_and_publish(job_id, buckets=merger_buckets, store=store, invocation=Invocation("merger-1", 1024, True))
 
     folder = aws.download(f"{job_id}/", tmp_path_factory.mktemp("published"))
     manifest = check_against_source(folder, source)
@@ -367,11 +370,36 @@ def test_the_whole_job_publishes_a_correct_ladder(aws, published):
     assert aws.s3.head_object(Bucket=OUTPUT, Key=segment)["ContentType"] == "video/iso.segment"
 
 
+def test_the_merger_publishes_the_timeline_the_cost_and_the_report_page(aws, published):
+    job_id = published.job_id
+    manifest = published.manifest
+    bars = manifest["timeline"]["bars"]
+    assert [b["stage"] for b in bars] == ["split", "encode", "encode", "encode", "merge"]
+    assert [b["worker"] for b in bars[1:4]] == ["worker-0", "worker-1", "worker-2"]
+    assert bars[-1]["worker"] == "merger-1" and bars[-1]["memory_mb"] == 1024
+    assert bars[0]["worker"] == "splitter-1" and bars[0]["memory_mb"] == 1769
+    assert bars[0]["critical"] and bars[-1]["critical"]
+    assert sum(b["critical"] for b in bars[1:4]) == 1, "the encoder that ended last is on the critical path"
+    assert all(0 <= b["start_s"] <= b["end_s"] for b in bars)
+    cost = manifest["cost"]
+    assert manifest["where"] == "aws" and cost["where"] == "aws" and cost["cpu_s"] is None
+    assert cost["total_usd"] == pytest.approx(sum(line["usd"] for line in cost["lines"]), abs=1e-7)
+    assert cost["total_usd"] > 0 and cost["mediaconvert_usd"] > 0
+    encoders = next(line for line in cost["lines"] if line["item"] == "Lambda encoders")
+    chunk_seconds = sum(r["figures"]["wall_s"] for r in published.results)
+    assert encoders["quantity"] == pytest.approx(chunk_seconds * 3008 / 1024, rel=1e-3)
+    assert manifest["outputs"]["report"] == "report.html"
+    page = aws.s3.get_object(Bucket=OUTPUT, Key=f"{job_id}/report.html")
+    assert page["ContentType"].startswith("text/html") and job_id in page["Body"].read().decode()
+
+
 def test_the_encoders_keep_their_facts_in_the_work_bucket_and_return_a_summary(published):
     for item, output, result in zip(published.items, published.outputs, published.results):
         index = item["chunk"]["index"]
         assert output == {"chunk": index, "frames": result["frames_decoded"], "wall_s": output["wall_s"], "attempt": 0}
         assert result["index"] == index and result["worker"] == f"worker-{index}" and result["attempt"] == 0
+        assert result["cold_start"] is (index == 0) and result["figures"]["memory_mb"] == 3008
+        assert result["wait_s"] >= 0.5  # dispatched half a second before it was called
         assert set(result["video"]) == {"180p", "120p"} and result["audio"] is not None
         assert result["figures"]["bytes_read"] > 0 and result["figures"]["bytes_written"] > 0
         assert len(json.dumps(output)) < 200  # the Map's payloads stay small for any number of chunks
@@ -440,7 +468,7 @@ def sqs_event(s3_notification: dict, receive_count: int = 1) -> dict:
 
 
 def _only_the_failed_manifest(aws: Aws, job_id: str, code: str) -> dict:
-    assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json"]
+    assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json", f"{job_id}/report.html"]
     assert aws.keys(WORK, f"jobs/{job_id}/") == []
     assert not [e for e in aws.executions() if e["name"].startswith(job_id)]
     manifest = aws.get_json(OUTPUT, f"{job_id}/manifest.json")
@@ -518,7 +546,7 @@ def test_an_unversioned_upload_is_read_by_its_etag_and_an_overwrite_fails_the_ol
                  "Cause": "The specified tolerated failure threshold was exceeded"}
     failed = failure.handler({**state, "error": map_error}, context())
     assert failed["status"] == "FAILED" and failed["error"]["code"] == "INPUT_NOT_FOUND"
-    assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json"]
+    assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json", f"{job_id}/report.html"]
     assert aws.get_json(OUTPUT, f"{job_id}/manifest.json")["failed_stage"] == "encode"
     item = aws.item(job_id)
     assert item["error_code"] == "INPUT_NOT_FOUND" and item["stage"] == "failed:encode"
@@ -596,7 +624,7 @@ def test_the_handlers_run_a_job_with_a_retried_chunk_and_then_fail_it(aws, clip,
     failed = failure.handler({**state, "encode": {"chunks": written}, "error": {"Error": "InputError", "Cause": cause}}, context())
     assert failed == {"job_id": job_id, "status": "FAILED",
                       "error": {"code": "CORRUPT_INPUT", "message": "the video data is truncated"}}
-    assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json"]
+    assert aws.keys(OUTPUT, f"{job_id}/") == [f"{job_id}/manifest.json", f"{job_id}/report.html"]
     failed_manifest = aws.get_json(OUTPUT, f"{job_id}/manifest.json")
     assert failed_manifest["status"] == "FAILED" and failed_manifest["input"] == f"s3://{INPUT}/{key}"
     assert failed_manifest["failed_stage"] == "merge"
@@ -618,7 +646,7 @@ def test_the_splitter_handler_reports_every_record(aws, tmp_path):
     [job] = result["jobs"]
     assert job["status"] == "FAILED" and job["error"]["code"] == "EMPTY_INPUT"
     assert job["job_id"].startswith("nothing-here-")
-    assert aws.keys(OUTPUT, f"{job['job_id']}/") == [f"{job['job_id']}/manifest.json"]
+    assert aws.keys(OUTPUT, f"{job['job_id']}/") == [f"{job['job_id']}/manifest.json", f"{job['job_id']}/report.html"]
 
 
 # --- the splitter's retries, with real media ---------------------------------------------------

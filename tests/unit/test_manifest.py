@@ -57,7 +57,7 @@ def test_a_complete_manifest_has_the_contract_keys():
 def test_stages_carry_each_stages_figures_and_the_critical_path():
     data = complete().to_dict()["stages"]
     assert data["split"] == {"wall_s": 0.123, "cpu_s": 0.0, "bytes_read": 90_000, "bytes_written": 0, "requests": 5,
-                             "max_rss_mb": 0.0}
+                             "max_rss_mb": 0.0, "objects_written": 0, "memory_mb": 0}
     assert data["encode"]["sum"]["bytes_read"] == 3_000_000 and data["encode"]["max"]["wall_s"] == 2.5
     assert data["encode"]["span_s"] == 4.2
     assert data["critical_path_s"] == round(0.1234 + 4.2 + 0.01, 3)

@@ -85,7 +85,7 @@ def test_bad_input_fails_with_a_reason_and_publishes_nothing(tmp_path):
     manifest = load_manifest(result.folder)
     assert manifest["status"] == "FAILED"
     assert manifest["error"]["code"] == "UNSUPPORTED_INPUT"
-    assert sorted(p.name for p in result.folder.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in result.folder.iterdir()) == ["manifest.json", "report.html"]
     record = store.get(result.job_id)
     assert record.status is JobStatus.FAILED and record.error_code == "UNSUPPORTED_INPUT"
 
@@ -104,6 +104,12 @@ def test_a_failure_mid_encode_leaves_only_a_failed_manifest(clips, tmp_path, mon
     monkeypatch.setattr(stages, "encode_chunk", failing_on_second_chunk)
     result = run_job(clips["no_audio"], tmp_path / "out", config=SMALL, workers=2)
     assert result.status is JobStatus.FAILED
-    assert load_manifest(result.folder)["error"]["code"] == "ENCODE_FAILED"
+    manifest = load_manifest(result.folder)
+    assert manifest["error"]["code"] == "ENCODE_FAILED"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [result.job_id]
-    assert sorted(p.name for p in result.folder.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in result.folder.iterdir()) == ["manifest.json", "report.html"]
+    # The page shows the timeline up to the failure: the split and the chunks that finished.
+    bars = manifest["timeline"]["bars"]
+    assert bars[0]["stage"] == "split" and all(b["stage"] == "encode" for b in bars[1:])
+    assert 1 not in [b["chunk"] for b in bars[1:]], "the failed chunk has no bar"
+    assert "ENCODE_FAILED" in (result.folder / "report.html").read_text()

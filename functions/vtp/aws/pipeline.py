@@ -48,11 +48,14 @@ from vtp.core.encode import ChunkResult
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobid import job_id_for
 from vtp.core.jobstore import JobStatus
-from vtp.core.manifest import MANIFEST, Manifest, StageFigures, Stages, failed_manifest, manifest_json
+from vtp.core.manifest import MANIFEST, REPORT, JobTimeline, Manifest, StageFigures, Stages, failed_manifest, manifest_json
 from vtp.core.plan import Chunk, JobPlan
 from vtp.core.probe import SourceInfo
 from vtp.core.source import Source, url_source
 from vtp.core.storage import ObjectStore
+from vtp.core.timeline import job_timeline
+from vtp.report.data import build_report_data, segments_from_results
+from vtp.report.page import PLAYER_FILES, report_files
 
 JOBS_PREFIX = "jobs"
 FAULT_ENV = contract.ENV_FAULT_CHUNK
@@ -140,6 +143,16 @@ class Buckets:
 
 
 @dataclass(frozen=True)
+class Invocation:
+    """The Lambda invocation that runs a stage, for the job's timeline and cost (the handlers
+    fill it from their context; Powertools tells the cold start)."""
+
+    request_id: str = ""
+    memory_mb: int = 0
+    cold_start: bool | None = None
+
+
+@dataclass(frozen=True)
 class JobDocument:
     """jobs/<job_id>/job.json: what the splitter decided, read by the encoders and the merger."""
 
@@ -150,12 +163,13 @@ class JobDocument:
     config: PipelineConfig
     split: StageFigures
     started_at: float  # epoch seconds of the claim
+    split_worker: str = ""  # the splitter's request id, for the timeline
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id, "source": self.source.to_dict(), "info": self.info.to_dict(),
             "plan": self.plan.to_dict(), "config": self.config.to_dict(), "split": self.split.to_dict(),
-            "started_at": self.started_at,
+            "started_at": self.started_at, "split_worker": self.split_worker,
         }
 
     @classmethod
@@ -164,6 +178,7 @@ class JobDocument:
             job_id=data["job_id"], source=SourceObject.from_dict(data["source"]), info=SourceInfo.from_dict(data["info"]),
             plan=JobPlan.from_dict(data["plan"]), config=PipelineConfig.from_dict(data["config"]),
             split=StageFigures.from_dict(data["split"]), started_at=data["started_at"],
+            split_worker=data.get("split_worker", ""),
         )
 
 
@@ -215,6 +230,7 @@ def start_job(
     config: PipelineConfig = PipelineConfig(),
     lease_s: float = DEFAULT_LEASE_S,
     logger=None,
+    invocation: Invocation = Invocation(),
 ) -> dict[str, Any]:
     """The splitter: claim the job, probe, validate, plan, start the workflow.
 
@@ -267,7 +283,8 @@ def start_job(
             if gone is not error:
                 raise gone from error
             raise
-        document = JobDocument(job_id, source, info, plan, config, split, started_at)
+        split = dataclasses.replace(split, memory_mb=invocation.memory_mb)
+        document = JobDocument(job_id, source, info, plan, config, split, started_at, invocation.request_id)
         prefix = job_prefix(job_id)
         buckets.work.put_json(f"{prefix}/job.json", document.to_dict())
         chunks_key = f"{prefix}/chunks.json"
@@ -321,9 +338,13 @@ def load_job(buckets: Buckets, job_id: str) -> JobDocument:
     return JobDocument.from_dict(buckets.work.get_json(f"{job_prefix(job_id)}/job.json"))
 
 
-def encode_chunk(job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, store, attempt: int = 0, worker: str = "") -> dict[str, Any]:
+def encode_chunk(
+    job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, store, attempt: int = 0,
+    invocation: Invocation = Invocation(), dispatched_at: float | None = None,
+) -> dict[str, Any]:
     """The encoder: one chunk, read from the source, decoded once, every rung and the audio,
-    final segments written to the job's output prefix. Idempotent: a retry overwrites."""
+    final segments written to the job's output prefix. Idempotent: a retry overwrites.
+    `dispatched_at` (epoch s): when the Map's child entered the task, for the wait before it ran."""
     chunk = Chunk.from_dict(chunk_item)
     _maybe_inject_fault(job_id, chunk, buckets)
     job = load_job(buckets, job_id)
@@ -341,7 +362,11 @@ def encode_chunk(job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, s
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = dataclasses.replace(result, attempt=attempt, worker=worker)
+    result = dataclasses.replace(
+        result, attempt=attempt, worker=invocation.request_id, cold_start=invocation.cold_start,
+        wait_s=max(0.0, result.started_at - dispatched_at) if dispatched_at else 0.0,
+        figures=dataclasses.replace(result.figures, memory_mb=invocation.memory_mb),
+    )
     # The facts go beside job.json (a retry overwrites them); the Map keeps only a summary.
     buckets.work.put_json(result_key(job_id, chunk), result.to_dict())
     summary = {"chunk": chunk.index, "frames": result.frames_decoded, "wall_s": round(result.figures.wall_s, 3),
@@ -358,9 +383,9 @@ def encode_chunk(job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, s
 
 
 def remove_partial_output(output, job_id: str) -> int:
-    """Delete everything under <job_id>/ but the manifest (the failure path's FAILED one)."""
-    keep = f"{job_id}/{MANIFEST}"
-    doomed = [key for key in output.keys(f"{job_id}/") if key != keep]
+    """Delete everything under <job_id>/ but the manifest and page (the failure path's FAILED ones)."""
+    keep = {f"{job_id}/{MANIFEST}", f"{job_id}/{REPORT}"}
+    doomed = [key for key in output.keys(f"{job_id}/") if key not in keep]
     if hasattr(output, "delete_keys"):
         output.delete_keys(doomed)
     else:
@@ -423,7 +448,7 @@ def chunk_results(buckets: Buckets, job: JobDocument, *, workers: int = 16) -> t
     return results, sum(len(body) for body in bodies if body is not None)
 
 
-def merge_and_publish(job_id: str, *, buckets: Buckets, store) -> dict[str, Any]:
+def merge_and_publish(job_id: str, *, buckets: Buckets, store, invocation: Invocation = Invocation()) -> dict[str, Any]:
     """The merger: the chunks' facts -> checks, playlists, MPD, thumbnails track; manifest.json last."""
     started = time.monotonic()
     job_body = buckets.work.get_bytes(f"{job_prefix(job_id)}/job.json")
@@ -439,9 +464,13 @@ def merge_and_publish(job_id: str, *, buckets: Buckets, store) -> dict[str, Any]
             job_id=job_id, source_name=job.source.uri, info=job.info, plan=job.plan, config=job.config,
             results=results, store=buckets.output, prefix=f"{job_id}/", split=job.split, started_at=job.started_at,
             reads=(len(job_body) + read, 1 + len(job.plan.chunks)), merge_started=started,
+            where="aws", split_worker=job.split_worker, merge_worker=invocation.request_id,
+            merge_memory_mb=invocation.memory_mb, report_objects=1 + len(PLAYER_FILES),
         )
     except PipelineError as error:
         _raise_for_workflow(error)
+    segments = segments_from_results(results, [r.name for r in job.plan.renditions])
+    _put_report(buckets.output, job_id, build_report_data(manifest, segments))
     buckets.output.put_bytes(f"{job_id}/{MANIFEST}", manifest_json(manifest).encode(), "application/json")
     store.update(job_id, status=JobStatus.COMPLETE, stage="done", timings=_timings(manifest))
     return {"job_id": job_id, "status": "COMPLETE", "manifest_key": f"{job_id}/{MANIFEST}"}
@@ -498,8 +527,32 @@ def fail_job(
 def _publish_failure(job_id: str, source_uri: str, error: PipelineError, *, buckets: Buckets, stage: str,
                      figures: Stages | None) -> None:
     buckets.output.delete_prefix(f"{job_id}/")
-    manifest = failed_manifest(job_id, source_uri, error, stage=stage, stages=figures)
+    manifest = failed_manifest(job_id, source_uri, error, stage=stage, stages=figures,
+                               timeline=_timeline_so_far(buckets, job_id), where="aws")
+    try:
+        _put_report(buckets.output, job_id, build_report_data(manifest, {}))
+    except Exception:  # noqa: BLE001 - the page is a courtesy; the FAILED manifest must go out
+        pass
     buckets.output.put_bytes(f"{job_id}/{MANIFEST}", manifest_json(manifest).encode(), "application/json")
+
+
+def _timeline_so_far(buckets: Buckets, job_id: str) -> JobTimeline | None:
+    """The split and the chunks that finished, for a failed job's page (none if the split
+    never wrote job.json)."""
+    try:
+        job = load_job(buckets, job_id)
+        results, _ = chunk_results(buckets, job)
+    except Exception:  # noqa: BLE001 - no job document: failed in the split
+        return None
+    return job_timeline(started_at=job.started_at, split=job.split, results=results, split_worker=job.split_worker)
+
+
+def _put_report(output, job_id: str, data: dict[str, Any]) -> None:
+    for path, body in report_files(data).items():
+        output.put_bytes(f"{job_id}/{path}", body, _REPORT_TYPES.get(path.rsplit(".", 1)[-1], "application/octet-stream"))
+
+
+_REPORT_TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript"}
 
 
 def fail_execution(detail: dict[str, Any], *, buckets: Buckets, store, publish=None, forced: bool = False) -> dict[str, Any]:

@@ -164,6 +164,8 @@ class ChunkResult:
     ended_at: float = 0.0
     attempt: int = 0
     worker: str = ""
+    wait_s: float = 0.0  # queued before started_at (a local worker's turn; on AWS, from the Map's dispatch)
+    cold_start: bool | None = None  # on AWS: this invocation started a new Lambda environment
     audio_figures: StageFigures | None = None  # the audio's own process (part of `figures`)
     # The first complaint of ffmpeg's demuxer about the source's container in this chunk
     # ("Packet corrupt ..."): where the chunks then do not fit together, the source is blamed.
@@ -181,7 +183,8 @@ class ChunkResult:
             "thumbnails": self.thumbnails.to_dict(), "poster": self.poster, "next_frame": self.next_frame,
             "frames_decoded": self.frames_decoded, "preroll_s": round(self.preroll_s, 3),
             "figures": self.figures.to_dict(), "started_at": self.started_at, "ended_at": self.ended_at,
-            "attempt": self.attempt, "worker": self.worker,
+            "attempt": self.attempt, "worker": self.worker, "wait_s": round(self.wait_s, 3),
+            "cold_start": self.cold_start,
             "audio_figures": self.audio_figures.to_dict() if self.audio_figures else None,
             "source_damage": self.source_damage,
         }
@@ -197,6 +200,7 @@ class ChunkResult:
             preroll_s=data.get("preroll_s", 0.0), figures=StageFigures.from_dict(data.get("figures", {})),
             started_at=data.get("started_at", 0.0), ended_at=data.get("ended_at", 0.0),
             attempt=data.get("attempt", 0), worker=data.get("worker", ""),
+            wait_s=data.get("wait_s", 0.0), cold_start=data.get("cold_start"),
             audio_figures=StageFigures.from_dict(data["audio_figures"]) if data.get("audio_figures") else None,
             source_damage=data.get("source_damage", ""),
         )
@@ -587,6 +591,7 @@ def encode_chunk(
         figures=StageFigures(
             wall_s=time.monotonic() - started, cpu_s=reads.cpu_s, bytes_read=reads.bytes_read,
             bytes_written=written, requests=reads.requests + len(uploads), max_rss_mb=result.stats.max_rss_mb,
+            objects_written=len(uploads),
         ),
         started_at=started_at,
         ended_at=time.time(),

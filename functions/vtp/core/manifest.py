@@ -16,6 +16,7 @@ from typing import Any
 from vtp.core.errors import PipelineError
 
 MANIFEST = "manifest.json"
+REPORT = "report.html"  # beside the manifest: the job's page (vtp.report)
 SCHEMA_VERSION = 2
 
 
@@ -31,13 +32,16 @@ class StageFigures:
     cpu_s: float = 0.0
     bytes_read: int = 0
     bytes_written: int = 0
-    requests: int = 0
+    requests: int = 0  # reads (one per open or seek, ranged GETs on AWS) plus objects written
     max_rss_mb: float = 0.0
+    objects_written: int = 0  # of `requests`: the PUTs
+    memory_mb: int = 0  # the function's configured memory on AWS (what Lambda bills); 0 locally
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3), "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written, "requests": self.requests, "max_rss_mb": round(self.max_rss_mb, 1),
+            "objects_written": self.objects_written, "memory_mb": self.memory_mb,
         }
 
     @classmethod
@@ -46,10 +50,16 @@ class StageFigures:
 
     def __add__(self, other: "StageFigures") -> "StageFigures":
         return StageFigures(
-            self.wall_s + other.wall_s, self.cpu_s + other.cpu_s, self.bytes_read + other.bytes_read,
-            self.bytes_written + other.bytes_written, self.requests + other.requests,
-            max(self.max_rss_mb, other.max_rss_mb),
+            wall_s=self.wall_s + other.wall_s, cpu_s=self.cpu_s + other.cpu_s,
+            bytes_read=self.bytes_read + other.bytes_read, bytes_written=self.bytes_written + other.bytes_written,
+            requests=self.requests + other.requests, max_rss_mb=max(self.max_rss_mb, other.max_rss_mb),
+            objects_written=self.objects_written + other.objects_written, memory_mb=max(self.memory_mb, other.memory_mb),
         )
+
+    @classmethod
+    def peak(cls, figures: list["StageFigures"]) -> "StageFigures":
+        """The most of each figure over several (not necessarily one's)."""
+        return cls(**{f.name: max(getattr(x, f.name) for x in figures) for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,49 @@ class AudioEntry:
 
 
 @dataclass(frozen=True)
+class TimelineBar:
+    """One stage run on the job's clock: the split, each chunk's encoder, the merge.
+
+    Recorded where it happens: an encoder puts its own start, end, attempt, cold start and
+    request id (or local worker) in its result."""
+
+    stage: str  # split, encode, merge
+    label: str
+    start_s: float  # since the job's start
+    end_s: float
+    chunk: int | None = None
+    wait_s: float = 0.0  # before start_s: queued (locally: waiting for a worker; on AWS: from the Map's dispatch, cold start included)
+    cold_start: bool | None = None  # None where it does not apply (local)
+    attempt: int = 0  # 0 on the first try; retries = attempt
+    worker: str = ""  # the Lambda request id, or host and worker slot
+    memory_mb: int = 0
+    critical: bool = False  # on the critical path: the split, the chunk that ended last, the merge
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for name in ("start_s", "end_s", "wait_s"):
+            data[name] = round(data[name], 3)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TimelineBar":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class JobTimeline:
+    started_at: float  # epoch seconds: the claim (AWS) or the command's start (local)
+    bars: tuple[TimelineBar, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"started_at": self.started_at, "bars": [bar.to_dict() for bar in self.bars]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobTimeline":
+        return cls(data["started_at"], tuple(TimelineBar.from_dict(bar) for bar in data.get("bars", [])))
+
+
+@dataclass(frozen=True)
 class Manifest:
     job_id: str
     status: str  # COMPLETE or FAILED
@@ -148,6 +201,9 @@ class Manifest:
     settings: dict[str, Any] = field(default_factory=dict)
     error: dict[str, str] | None = None
     failed_stage: str | None = None
+    where: str = "local"  # local or aws
+    timeline: JobTimeline | None = None
+    cost: dict[str, Any] | None = None  # vtp.core.cost.JobCost.to_dict()
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +220,9 @@ class Manifest:
             "stages": self.stages.to_dict() if self.stages else None,
             "outputs": self.outputs,
             "settings": self.settings,
+            "where": self.where,
+            "timeline": self.timeline.to_dict() if self.timeline else None,
+            "cost": self.cost,
         }
         if self.status == "FAILED":
             data["error"] = self.error
@@ -186,6 +245,9 @@ class Manifest:
             settings=data.get("settings", {}),
             error=data.get("error"),
             failed_stage=data.get("failed_stage"),
+            where=data.get("where", "local"),
+            timeline=JobTimeline.from_dict(data["timeline"]) if data.get("timeline") else None,
+            cost=data.get("cost"),
             schema_version=data.get("schema_version", SCHEMA_VERSION),
         )
 
@@ -198,6 +260,8 @@ def failed_manifest(
     stage: str,
     stages: Stages | None = None,
     source_summary: dict[str, Any] | None = None,
+    timeline: JobTimeline | None = None,
+    where: str = "local",
 ) -> Manifest:
     return Manifest(
         job_id=job_id,
@@ -208,6 +272,8 @@ def failed_manifest(
         stages=stages,
         error=error.to_dict(),
         failed_stage=stage,
+        timeline=timeline,
+        where=where,
     )
 
 

@@ -18,14 +18,16 @@ from fractions import Fraction
 from typing import Any, Iterator
 
 from vtp.core.config import PipelineConfig
+from vtp.core.cost import job_cost
 from vtp.core.encode import AUDIO_NAME, THUMBNAILS_DIR, ChunkResult, TrackFacts, init_key, segment_key
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import (
-    AudioEntry, EncodeFigures, Manifest, RenditionEntry, StageFigures, Stages, now_iso,
+    REPORT, AudioEntry, EncodeFigures, Manifest, RenditionEntry, StageFigures, Stages, now_iso,
 )
 from vtp.core.plan import JobPlan, Rendition
 from vtp.core.probe import SourceInfo
 from vtp.core.storage import ObjectStore
+from vtp.core.timeline import job_timeline
 
 MASTER_PLAYLIST = "master.m3u8"
 MEDIA_PLAYLIST = "playlist.m3u8"
@@ -271,13 +273,21 @@ def publish(
     started_at: float,
     reads: tuple[int, int] = (0, 0),
     merge_started: float | None = None,
+    where: str = "local",
+    split_worker: str = "",
+    merge_worker: str = "",
+    merge_memory_mb: int = 0,
+    report_objects: int = 0,
 ) -> Manifest:
     """Check the chunks, write every playlist, the MPD and the VTT; return the manifest to write last.
 
     `reads` is what the caller read to get here (bytes, requests: the facts, on AWS), and
-    `merge_started` when it began (time.monotonic()), for the merge stage's figures.
+    `merge_started` when it began (time.monotonic()), for the merge stage's figures; `where`
+    (local or aws), the workers and memory are for the timeline and the cost, and
+    `report_objects` the report files the caller will write beside the manifest.
     """
     started = merge_started if merge_started is not None else time.monotonic()
+    merge_started_at = time.time() - (time.monotonic() - started)
     results = sorted(results, key=lambda r: r.index)
     with _blaming_damage(results):
         check_results(results, plan)
@@ -310,29 +320,41 @@ def publish(
     written = sum(len(text.encode()) for text in documents.values())
 
     merge = StageFigures(
-        wall_s=time.monotonic() - started, bytes_read=reads[0], bytes_written=written, requests=reads[1] + len(documents)
+        wall_s=time.monotonic() - started, bytes_read=reads[0], bytes_written=written, requests=reads[1] + len(documents),
+        objects_written=len(documents), memory_mb=merge_memory_mb,
     )
     encode = _encode_figures(results)
     poster = next((r.poster for r in results if r.poster), None)
+    figures = Stages(split=split, encode=encode, merge=merge, total_s=time.time() - started_at,
+                     audio=_audio_figures(results))
+    clock = job_timeline(started_at=started_at, split=split, results=results, merge=merge,
+                         merge_started_at=merge_started_at, split_worker=split_worker, merge_worker=merge_worker)
+    renditions = tuple(_rendition_entry(r, video[r.name]) for r in plan.renditions)
+    stored = encode.sum.bytes_written + written
+    cost = job_cost(where=where, stages=figures, bars=clock.bars, renditions=renditions,
+                    frame_rate=float(frame_rate), stored_bytes=stored, report_objects=report_objects)
     return Manifest(
         job_id=job_id,
         status="COMPLETE",
         input=source_name,
         finished_at=now_iso(),
         source=_source_summary(info, top),
-        renditions=tuple(_rendition_entry(r, video[r.name]) for r in plan.renditions),
+        renditions=renditions,
         audio=_audio_entry(audio, config) if audio else None,
         chunks=len(results),
-        stages=Stages(split=split, encode=encode, merge=merge, total_s=time.time() - started_at,
-                      audio=_audio_figures(results)),
+        stages=figures,
         outputs={
             "hls_master": MASTER_PLAYLIST,
             "dash_manifest": DASH_MANIFEST,
             "poster": poster or "",
             "thumbnails_vtt": THUMBNAILS_TRACK,
             "init_segments": ",".join(init_key(n) for n in [*video, *([AUDIO_NAME] if audio else [])]),
+            "report": REPORT,
         },
         settings=_settings(config),
+        where=where,
+        timeline=clock,
+        cost=cost.to_dict(),
     )
 
 
@@ -354,8 +376,7 @@ def _encode_figures(results: list[ChunkResult]) -> EncodeFigures:
     figures = [r.figures for r in results]
     total = sum(figures, StageFigures())
     # The most of each figure over the chunks (not necessarily one chunk's).
-    peak = StageFigures(*(max(getattr(f, name) for f in figures) for name in (
-        "wall_s", "cpu_s", "bytes_read", "bytes_written", "requests", "max_rss_mb")))
+    peak = StageFigures.peak(figures)
     span = max(r.ended_at for r in results) - min(r.started_at for r in results)
     return EncodeFigures(len(results), total, peak, span)
 
@@ -364,8 +385,7 @@ def _audio_figures(results: list[ChunkResult]) -> EncodeFigures | None:
     figures = [r.audio_figures for r in results if r.audio_figures is not None]
     if not figures:
         return None
-    peak = StageFigures(*(max(getattr(f, name) for f in figures) for name in (
-        "wall_s", "cpu_s", "bytes_read", "bytes_written", "requests", "max_rss_mb")))
+    peak = StageFigures.peak(figures)
     return EncodeFigures(len(figures), sum(figures, StageFigures()), peak, max(f.wall_s for f in figures))
 
 

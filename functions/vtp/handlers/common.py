@@ -19,12 +19,23 @@ from botocore.config import Config
 
 from vtp import contract
 from vtp.aws.jobstore import DynamoJobStore
-from vtp.aws.pipeline import Buckets, SourceReader
+from vtp.aws.pipeline import Buckets, Invocation, SourceReader
 from vtp.aws.storage import S3Store, presigner
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+
+def invocation(context: Any) -> Invocation:
+    """This invocation, for the job's timeline and cost: request id, configured memory and
+    whether it is a cold start (Powertools' logger knows, once inject_lambda_context ran)."""
+    cold = logger.get_current_keys().get("cold_start")
+    return Invocation(
+        request_id=str(getattr(context, "aws_request_id", "") or ""),
+        memory_mb=int(getattr(context, "memory_limit_in_mb", 0) or 0),
+        cold_start=bool(cold) if cold is not None else None,
+    )
+
 
 AWS_MAX_ATTEMPTS = 8  # standard mode: backoff min(20 s, 2^n) with full jitter between calls
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtp.aws.pipeline import encode_chunk
-from vtp.handlers.common import buckets, job_store, logger, metrics, tracer
+from vtp.handlers.common import buckets, invocation, job_store, logger, metrics, tracer
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -17,8 +19,19 @@ def handler(event: dict, context: LambdaContext) -> dict:
     logger.append_keys(job_id=event["job_id"], chunk_index=chunk["index"])
     result = encode_chunk(
         event["job_id"], chunk, buckets=buckets(), store=job_store(),
-        attempt=int(event.get("attempt", 0)), worker=context.aws_request_id,
+        attempt=int(event.get("attempt", 0)), invocation=invocation(context),
+        dispatched_at=_epoch(event.get("entered_at")),
     )
     metrics.add_metric(name="ChunkEncodeSeconds", unit=MetricUnit.Seconds, value=result["wall_s"])
     logger.info("chunk encoded", extra={"result": result})
     return result
+
+
+def _epoch(iso: str | None) -> float | None:
+    """Step Functions' EnteredTime ("2026-11-30T18:00:00.123Z") as epoch seconds."""
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -27,10 +27,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtp import contract
 from vtp.aws.jobstore import Claim
-from vtp.aws.pipeline import ClaimHeld, ExecutionNameTaken, SourceObject, sources_in_event, start_job
+from vtp.aws.pipeline import ClaimHeld, ExecutionNameTaken, Invocation, SourceObject, sources_in_event, start_job
 from vtp.core.config import config_from_environment
 from vtp.handlers.common import (
-    buckets, client, describe_execution, invoke_failure_function, job_store, logger, metrics, tracer,
+    buckets, client, describe_execution, invocation, invoke_failure_function, job_store, logger, metrics, tracer,
 )
 
 DEFAULT_QUEUE_RETRY_DELAY_S = 60
@@ -149,7 +149,7 @@ def _install_faults() -> None:
 # --- the handler -----------------------------------------------------------------------------
 
 
-def split(s3_event: dict[str, Any]) -> list[dict[str, Any]]:
+def split(s3_event: dict[str, Any], called: Invocation = Invocation()) -> list[dict[str, Any]]:
     """Every upload of one S3 notification (usually one)."""
     results = []
     sources = sources_in_event(s3_event)
@@ -171,6 +171,7 @@ def split(s3_event: dict[str, Any]) -> list[dict[str, Any]]:
             after_claim=after_claim_fault(source),
             config=config_from_environment(dict(os.environ)),
             logger=logger,
+            invocation=called,
             **({"lease_s": lease_s} if lease_s else {}),
         )
         # JobsStarted, JobsDuplicate, JobsQueued; a refused input is InputsRejected (the failure
@@ -190,14 +191,14 @@ def handler(event: dict, context: LambdaContext) -> dict:
     records = event.get("Records") or []
     if not records or records[0].get("eventSource") != "aws:sqs":
         # A direct S3 notification (asynchronous invoke): Lambda's retries are the retry.
-        results = split(event)
+        results = split(event, invocation(context))
         if any(result["status"] == "QUEUED" for result in results):
             raise JobQueued("too many jobs are running; Lambda's retry delivers the upload again")
         return {"jobs": results}
     results, failures = [], []
     for record in records:
         try:
-            found = split(json.loads(record["body"]))
+            found = split(json.loads(record["body"]), invocation(context))
         except ClaimHeld as held:
             # Not lost: the message comes back after the queue's visibility timeout, when the
             # other delivery has started the job (DUPLICATE) or died (its lease is over).

@@ -29,7 +29,10 @@ from vtp.core.jobstore import JobRecord, JobStatus, JobStore
 from vtp.core.manifest import Manifest, StageFigures, Stages, failed_manifest, write_manifest
 from vtp.core.source import local_source
 from vtp.core.storage import FolderStore
+from vtp.core.timeline import job_timeline
 from vtp.core.tools import terminate_running
+from vtp.report.data import build_report_data, segments_from_results
+from vtp.report.page import PLAYER_FILES, write_report
 
 WORK_DIR = ".work"
 
@@ -100,7 +103,8 @@ def run_job(
     stage = "split"
     info = None
     split = StageFigures()
-    pool = ThreadPoolExecutor(max_workers=workers)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
+    done_results: list[ChunkResult] = []  # for the timeline of a job that fails
     try:
         progress.stage("probe", 1)
         source = local_source(source_path)
@@ -118,29 +122,31 @@ def run_job(
         def chunk_finished(result: ChunkResult) -> None:
             nonlocal done
             done += 1
+            done_results.append(result)
             progress.advance("encode")
             _update(store, job_id, chunks_done=done)
 
         # Longest chunks first, so that the last to finish are short ones.
         ordered = sorted(plan.chunks, key=lambda c: -((c.end_s or info.duration_s) - c.start_s))
-        worker = f"{socket.gethostname()}:{os.getpid()}"
         launches = _Launches(len(ordered), workers, config)
+        queued_at = time.time()
         jobs = [
-            (lambda c=chunk: stages.encode_chunk(
+            (lambda c=chunk: _on_worker(stages.encode_chunk(
                 source, c, info, plan, launches.config_for_next(), scratch=scratch / c.name, output=output
-            ))
+            ), queued_at))
             for chunk in ordered
         ]
         results = stages.run_all(pool, jobs, on_done=chunk_finished)
-        results = [_with_worker(r, worker) for r in results]
 
         stage = "merge"
         _update(store, job_id, stage="merge")
         progress.stage("publish", 1)
         manifest = stages.publish(
             job_id=job_id, source_name=str(source_path), info=info, plan=plan, config=config, results=results,
-            store=output, prefix="", split=split, started_at=started_at,
+            store=output, prefix="", split=split, started_at=started_at, split_worker=_host(),
+            merge_worker=_host(), report_objects=1 + len(PLAYER_FILES),
         )
+        write_report(staging_dir, build_report_data(manifest, segments_from_results(results, [r.name for r in plan.renditions])))
         os.replace(staging_dir, final_dir)
         write_manifest(final_dir, manifest)
         progress.advance("publish")
@@ -157,7 +163,9 @@ def run_job(
         manifest = failed_manifest(
             job_id, str(source_path), error, stage=stage, stages=stage_figures,
             source_summary=_summary(info),
+            timeline=job_timeline(started_at=started_at, split=split, results=list(done_results), split_worker=_host()),
         )
+        _write_failed_report(final_dir, manifest)
         write_manifest(final_dir, manifest)
         _update(
             store, job_id, status=JobStatus.FAILED, stage=f"failed:{stage}", error_code=str(error.code),
@@ -197,8 +205,24 @@ class _Launches:
         return self._config
 
 
-def _with_worker(result: ChunkResult, worker: str) -> ChunkResult:
-    return replace(result, worker=worker)
+def _host() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _on_worker(result: ChunkResult, queued_at: float) -> ChunkResult:
+    """The chunk's place on the timeline: which worker thread ran it, and how long it waited
+    for one (the pool runs as many chunks at once as there are workers)."""
+    return replace(result, worker=f"{_host()} {threading.current_thread().name}",
+                   wait_s=max(0.0, result.started_at - queued_at))
+
+
+def _write_failed_report(folder: Path, manifest: Manifest) -> None:
+    """The failed job's page (reason, stage, timeline up to the failure). Best effort: the
+    FAILED manifest is what matters, a page that cannot be written must not hide it."""
+    try:
+        write_report(folder, build_report_data(manifest, {}))
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _summary(info) -> dict[str, Any] | None:
