@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import Site, browser, make_handler, results  # noqa: F401 (fixtures, for the report page)
+from tests.browser.test_report_page import check_complete_report, embedded_data
 from tests.support.checks import check_against_source
 from vtp import contract
 from vtp.aws.pipeline import SourceObject
@@ -254,6 +256,55 @@ def test_an_upload_becomes_a_complete_correct_ladder(deployed, sample_job, tmp_p
 
     events = deployed.events(lambda found: events_of(found, "TranscodeJobCompleted", sample_job))
     assert events_of(events, "TranscodeJobCompleted", sample_job), events
+
+
+def test_the_report_page_of_a_cloud_job_plays_every_rung_and_prices_the_job(deployed, sample_job, browser, results, tmp_path):
+    """report.html as the merger published it: played in Chromium from the downloaded folder,
+    and its cost checked against a hand calculation from the manifest's own figures."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    folder = deployed.download_job(sample_job, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (results.parent / "localstack-manifest.json").write_text(json.dumps(manifest, indent=2))  # for the README's example
+    data = embedded_data(folder / "report.html")
+    assert data["where"] == "aws" and data["cost"] == manifest["cost"]
+
+    bars = manifest["timeline"]["bars"]
+    chunks = [b for b in bars if b["stage"] == "encode"]
+    assert len(chunks) == manifest["chunks"] and all(b["worker"] for b in bars), bars
+    assert any(b["attempt"] == 1 for b in chunks if b["chunk"] == 0), "the injected fault's retry is on the timeline"
+    assert all(b["cold_start"] is not None and b["memory_mb"] > 0 for b in chunks)
+    stages, cost = manifest["stages"], manifest["cost"]
+    split, encode, merge = stages["split"], stages["encode"]["sum"], stages["merge"]
+    price = {line["item"]: line["unit_price"] for line in cost["lines"]}
+    runs = sum(1 + b["attempt"] for b in chunks)
+    by_hand = (
+        (split["wall_s"] * split["memory_mb"] + sum(b["end_s"] - b["start_s"] for b in chunks) * chunks[0]["memory_mb"]
+         + merge["wall_s"] * merge["memory_mb"]) / 1024 * price["Lambda encoders"]
+        + (2 + runs) * price["Lambda requests"]
+        + (4 + runs) * price["Step Functions"]
+        + (split["objects_written"] + 2 + encode["objects_written"] + len(chunks) + merge["objects_written"] + 1 + 3)
+        * price["S3 PUT requests"]
+        + (sum(f["requests"] - f["objects_written"] for f in (split, encode, merge)) + len(chunks)) * price["S3 GET requests"]
+        + (encode["bytes_written"] + merge["bytes_written"]) / 1e9 * price["S3 storage, one month"]
+        + (3 + len(chunks)) * price["DynamoDB writes"] + price["EventBridge"]
+    )
+    assert cost["total_usd"] == pytest.approx(by_hand, rel=0.01)
+
+    log: list[tuple[str, int]] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler({"/job/": folder}, log))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        check_complete_report(browser, Site(f"http://{host}:{port}", log), "/job/report.html", manifest, data,
+                              results / "report-localstack.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def test_no_stage_copies_the_video(deployed, sample_job):

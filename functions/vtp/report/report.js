@@ -1112,7 +1112,7 @@
       ])));
     }
     const facts = [];
-    if (cost.price_date) facts.push("Prices as published on " + cost.price_date);
+    if (cost.price_date) facts.push("Price table of " + cost.price_date);
     if (cost.region) facts.push("region " + cost.region);
     append(node, h("p", {class: "footnote"}, [facts.join(", ") + (facts.length ? ". " : ""), cost.note || ""]));
   }
