@@ -4,8 +4,8 @@
 - `site`: one HTTP server on 127.0.0.1 (a free port) that serves the job folder under /job/, the player page
   (testing/browser/) under /player/ and the players from node_modules under /vendor/; it keeps a log of the
   requests so that a test can see every missing file.
-- `browser`: Debian's chromium (not Playwright's own download, which cannot work here) driven by Playwright.
-- `results`: test-results/browser/, where the screenshots and what the players reported are kept (git-ignored).
+- `browser` and `results` (Debian's chromium through Playwright; test-results/browser/) are in tests/conftest.py,
+  shared with the integration tests.
 
 Nothing is skipped: without chromium, Playwright or the npm players the tests fail and say what to install
 (scripts/test.sh installs all three).
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -30,7 +29,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample_media" / "big_buck_bunny_720p_16s.mp4"
 PLAYER_PAGE = REPO / "testing" / "browser"
-RESULTS = REPO / "test-results" / "browser"
 
 # URL prefix -> folder. /job/ is added once the job exists.
 VENDOR = {
@@ -42,16 +40,6 @@ PLAYER_FILES = {
     "/vendor/dashjs/": "dash.all.min.js",
 }
 
-CHROMIUM_ARGS = [
-    "--autoplay-policy=no-user-gesture-required",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 PIPELINE_TIMEOUT_S = 300
 
@@ -153,33 +141,3 @@ def site(job: Job) -> Iterator[Site]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail(
-            "Debian's chromium is not installed (no `chromium` on PATH): scripts/test.sh installs it, "
-            "or run `apt-get install -y --no-install-recommends chromium`",
-            pytrace=False,
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright for Python is missing: run `scripts/setup.sh --dev` (it is in the dev extra)", pytrace=False)
-    playwright = sync_playwright().start()
-    try:
-        instance = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
-    finally:
-        playwright.stop()
-
-
-@pytest.fixture(scope="session")
-def results() -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    return RESULTS

@@ -63,7 +63,10 @@ class PageWatch:
         self.problems: list[str] = []
         self.page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.problems.append(f"uncaught: {e}"))
-        self.page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url} {r.failure}"))
+        # A player cancels the requests it no longer needs when the rung or format changes
+        # (net::ERR_ABORTED): that is its job, not a failure; anything else is.
+        self.page.on("requestfailed", lambda r: None if r.failure == "net::ERR_ABORTED"
+                     else self.problems.append(f"request failed: {r.url} {r.failure}"))
 
     def all_problems(self) -> list[str]:
         http = [f"HTTP {status} for {path}" for path, status in self.site.errors_since(self.first_request)]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import Site, browser, make_handler, results  # noqa: F401 (fixtures, for the report page)
+from tests.browser.conftest import Site, make_handler
 from tests.browser.test_report_page import check_complete_report, embedded_data
 from tests.support.checks import check_against_source
 from vtp import contract
