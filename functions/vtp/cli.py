@@ -195,7 +195,6 @@ def command_status(args: argparse.Namespace) -> int:
         table.add_column(name)
     for record in records:
         total = record.timings.get("total_s")
-        page = Path(record.output) / REPORT if record.output else None
         table.add_row(
             record.job_id,
             str(record.status),
@@ -204,10 +203,20 @@ def command_status(args: argparse.Namespace) -> int:
             record.created_at,
             f"{total:.1f}" if total else "",
             f"{record.error_code}: {record.error_message}" if record.error_code else "",
-            str(page) if page is not None and page.is_file() else "",
+            _report_of(record, args.aws),
         )
     Console().print(table)
     return 0
+
+
+def _report_of(record, aws: bool) -> str:
+    """Where a finished job's page is: the file (local), or the command that fetches it (AWS)."""
+    if record.status not in (JobStatus.COMPLETE, JobStatus.FAILED):
+        return ""
+    if aws:
+        return f"vtp report {record.job_id} --aws"
+    page = Path(record.output) / REPORT if record.output else None
+    return str(page) if page is not None and page.is_file() else ""
 
 
 def _status_of_aws_jobs(store, args: argparse.Namespace) -> int:

@@ -39,8 +39,9 @@ class Run:
         return [line for line in self.stderr.splitlines() if line.strip() and not PROGRESS.search(line)]
 
 
-def vtp(*args: str, home: Path, cwd: Path, timeout: float = 120, terminal: bool = False) -> Run:
-    env = {**os.environ, "VTP_HOME": str(home), "COLUMNS": "200"}
+def vtp(*args: str, home: Path, cwd: Path, timeout: float = 120, terminal: bool = False,
+        extra_env: dict[str, str] | None = None) -> Run:
+    env = {**os.environ, "VTP_HOME": str(home), "COLUMNS": "200", **(extra_env or {})}
     if terminal:  # rich then draws the bars as for a person at a terminal
         env["TTY_COMPATIBLE"] = "1"
     env.pop("VTP_DEBUG", None)
@@ -169,6 +170,28 @@ def test_status_lists_both_jobs_newest_first(pair_run):
     first, second = by_status["FAILED"], by_status["COMPLETE"]
     assert first in table.stdout and second in table.stdout
     assert table.stdout.index(first) < table.stdout.index(second)
+
+
+def test_vtp_report_finds_the_page_and_writes_it_again_from_the_manifest(good_run, tmp_path):
+    (folder,) = job_folders(good_run)
+    page = folder / "report.html"
+    assert f"report: {page}" in good_run.stdout.replace("\n", "") or "report.html" in good_run.stdout
+    found = vtp("report", folder.name, home=good_run.home, cwd=good_run.out.parent)
+    assert found.returncode == 0 and found.stdout.strip() == str(page), found.stderr
+    table = vtp("status", home=good_run.home, cwd=good_run.out.parent, extra_env={"COLUMNS": "400"})
+    assert "report.html" in table.stdout
+
+    # A copy of the job without its page: written again, from the manifest and the published files.
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    (copy / "report.html").unlink()
+    from vtp.report.serve import local_report
+
+    again = local_report(copy)
+    text = again.read_text()
+    assert again == copy / "report.html" and folder.name in text and '"segments": [{' in text.replace("\\u0022", '"')
+    missing = vtp("report", "no-such-job", home=good_run.home, cwd=good_run.out.parent)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no local job" in missing.stderr
 
 
 def test_an_invalid_setting_is_refused_before_any_job(inputs, tmp_path):
