@@ -377,7 +377,8 @@ def test_the_merger_publishes_the_timeline_the_cost_and_the_report_page(aws, pub
     assert [b["stage"] for b in bars] == ["split", "encode", "encode", "encode", "merge"]
     assert [b["worker"] for b in bars[1:4]] == ["worker-0", "worker-1", "worker-2"]
     assert bars[-1]["worker"] == "merger-1" and bars[-1]["memory_mb"] == 1024
-    assert bars[0]["worker"] == "splitter-1" and bars[0]["memory_mb"] == 1769
+    assert bars[0]["worker"] == "splitter-1" and bars[0]["memory_mb"] == 1769 and bars[0]["cold_start"] is True
+    assert bars[-1]["cold_start"] is True
     assert bars[0]["critical"] and bars[-1]["critical"]
     assert sum(b["critical"] for b in bars[1:4]) == 1, "the encoder that ended last is on the critical path"
     assert all(0 <= b["start_s"] <= b["end_s"] for b in bars)

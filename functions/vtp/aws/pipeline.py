@@ -164,12 +164,14 @@ class JobDocument:
     split: StageFigures
     started_at: float  # epoch seconds of the claim
     split_worker: str = ""  # the splitter's request id, for the timeline
+    split_cold_start: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id, "source": self.source.to_dict(), "info": self.info.to_dict(),
             "plan": self.plan.to_dict(), "config": self.config.to_dict(), "split": self.split.to_dict(),
             "started_at": self.started_at, "split_worker": self.split_worker,
+            "split_cold_start": self.split_cold_start,
         }
 
     @classmethod
@@ -178,7 +180,7 @@ class JobDocument:
             job_id=data["job_id"], source=SourceObject.from_dict(data["source"]), info=SourceInfo.from_dict(data["info"]),
             plan=JobPlan.from_dict(data["plan"]), config=PipelineConfig.from_dict(data["config"]),
             split=StageFigures.from_dict(data["split"]), started_at=data["started_at"],
-            split_worker=data.get("split_worker", ""),
+            split_worker=data.get("split_worker", ""), split_cold_start=data.get("split_cold_start"),
         )
 
 
@@ -284,7 +286,8 @@ def start_job(
                 raise gone from error
             raise
         split = dataclasses.replace(split, memory_mb=invocation.memory_mb)
-        document = JobDocument(job_id, source, info, plan, config, split, started_at, invocation.request_id)
+        document = JobDocument(job_id, source, info, plan, config, split, started_at, invocation.request_id,
+                               invocation.cold_start)
         prefix = job_prefix(job_id)
         buckets.work.put_json(f"{prefix}/job.json", document.to_dict())
         chunks_key = f"{prefix}/chunks.json"
@@ -465,7 +468,8 @@ def merge_and_publish(job_id: str, *, buckets: Buckets, store, invocation: Invoc
             results=results, store=buckets.output, prefix=f"{job_id}/", split=job.split, started_at=job.started_at,
             reads=(len(job_body) + read, 1 + len(job.plan.chunks)), merge_started=started,
             where="aws", split_worker=job.split_worker, merge_worker=invocation.request_id,
-            merge_memory_mb=invocation.memory_mb, report_objects=1 + len(PLAYER_FILES),
+            merge_memory_mb=invocation.memory_mb, split_cold_start=job.split_cold_start,
+            merge_cold_start=invocation.cold_start, report_objects=1 + len(PLAYER_FILES),
         )
     except PipelineError as error:
         _raise_for_workflow(error)
@@ -544,7 +548,8 @@ def _timeline_so_far(buckets: Buckets, job_id: str) -> JobTimeline | None:
         results, _ = chunk_results(buckets, job)
     except Exception:  # noqa: BLE001 - no job document: failed in the split
         return None
-    return job_timeline(started_at=job.started_at, split=job.split, results=results, split_worker=job.split_worker)
+    return job_timeline(started_at=job.started_at, split=job.split, results=results, split_worker=job.split_worker,
+                        split_cold_start=job.split_cold_start)
 
 
 def _put_report(output, job_id: str, data: dict[str, Any]) -> None:

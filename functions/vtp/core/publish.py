@@ -277,6 +277,8 @@ def publish(
     split_worker: str = "",
     merge_worker: str = "",
     merge_memory_mb: int = 0,
+    split_cold_start: bool | None = None,
+    merge_cold_start: bool | None = None,
     report_objects: int = 0,
 ) -> Manifest:
     """Check the chunks, write every playlist, the MPD and the VTT; return the manifest to write last.
@@ -328,7 +330,8 @@ def publish(
     figures = Stages(split=split, encode=encode, merge=merge, total_s=time.time() - started_at,
                      audio=_audio_figures(results))
     clock = job_timeline(started_at=started_at, split=split, results=results, merge=merge,
-                         merge_started_at=merge_started_at, split_worker=split_worker, merge_worker=merge_worker)
+                         merge_started_at=merge_started_at, split_worker=split_worker, merge_worker=merge_worker,
+                         split_cold_start=split_cold_start, merge_cold_start=merge_cold_start)
     renditions = tuple(_rendition_entry(r, video[r.name]) for r in plan.renditions)
     stored = encode.sum.bytes_written + written
     cost = job_cost(where=where, stages=figures, bars=clock.bars, renditions=renditions,

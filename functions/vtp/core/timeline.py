@@ -18,11 +18,14 @@ def job_timeline(
     merge_started_at: float | None = None,
     split_worker: str = "",
     merge_worker: str = "",
+    split_cold_start: bool | None = None,
+    merge_cold_start: bool | None = None,
 ) -> JobTimeline:
     """`started_at`, `merge_started_at`: epoch seconds. The critical path is the split, the
     encoder that ended last (the map waits for it), and the merge. Without a merge (a job that
     failed before it), the bars up to the failure."""
-    bars = [TimelineBar("split", "split", 0.0, split.wall_s, worker=split_worker, memory_mb=split.memory_mb)]
+    bars = [TimelineBar("split", "split", 0.0, split.wall_s, worker=split_worker, memory_mb=split.memory_mb,
+                        cold_start=split_cold_start)]
     last = max(results, key=lambda r: r.ended_at, default=None)
     for result in sorted(results, key=lambda r: r.index):
         bars.append(TimelineBar(
@@ -33,7 +36,7 @@ def job_timeline(
     if merge is not None and merge_started_at is not None:
         start = merge_started_at - started_at
         bars.append(TimelineBar("merge", "merge", start, start + merge.wall_s, worker=merge_worker,
-                                memory_mb=merge.memory_mb, critical=True))
+                                memory_mb=merge.memory_mb, cold_start=merge_cold_start, critical=True))
         bars[0] = replace(bars[0], critical=True)
     return JobTimeline(started_at, tuple(bars))
 
