@@ -188,8 +188,11 @@ def test_vtp_report_finds_the_page_and_writes_it_again_from_the_manifest(good_ru
     from vtp.report.serve import local_report
 
     again = local_report(copy)
-    text = again.read_text()
-    assert again == copy / "report.html" and folder.name in text and '"segments": [{' in text.replace("\\u0022", '"')
+    assert again == copy / "report.html"
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', again.read_text(), re.S)
+    data = json.loads(found.group(1))
+    assert data["job_id"] == folder.name and data["timeline"]["bars"] and data["cost"]["total_usd"] > 0
+    assert all(r["segments"] and all(s["bytes"] > 0 for s in r["segments"]) for r in data["renditions"])
     missing = vtp("report", "no-such-job", home=good_run.home, cwd=good_run.out.parent)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no local job" in missing.stderr
 

@@ -99,7 +99,7 @@ def run_job(
     scratch = out_root / WORK_DIR / job_id
     started_at = time.time()
     if store is not None:
-        store.create(JobRecord(job_id=job_id, input=str(source_path), output=str(final_dir)))
+        store.create(JobRecord(job_id=job_id, input=str(source_path), output=str(final_dir.resolve())))
     stage = "split"
     info = None
     split = StageFigures()
