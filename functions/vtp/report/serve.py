@@ -72,5 +72,7 @@ def open_and_wait(folder: Path, say) -> None:
         say(f"serving {folder} at {url} (Ctrl-C to stop)")
         webbrowser.open(url)
         threading.Event().wait()
+    except KeyboardInterrupt:  # Ctrl-C is how this ends: not an error
+        pass
     finally:
         served.close()
