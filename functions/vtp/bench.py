@@ -25,7 +25,7 @@ from vtp.core import stages
 from vtp.core.plan import plan_ladder
 from vtp.core.probe import SourceInfo
 from vtp.core.source import local_source
-from vtp.core.tools import ff, run_ffmpeg
+from vtp.core.tools import ff, run_ffmpeg, vmaf_binary
 from vtp.local.runner import default_workers, run_job
 
 
@@ -161,17 +161,26 @@ def run_benchmark(source: Path, config: PipelineConfig, *, workers: int | None =
     info, _, _ = stages.inspect(local_source(source), config)
     console = Console(stderr=True)
     singles, pipelines = [], []
+    # The same work on both sides: the single ffmpeg measures no quality, so neither does the
+    # pipeline here; what measuring costs is one more pipeline run, with it, at the end.
+    same_work = config.with_changes(quality_samples=0)
+    measured = None
     with tempfile.TemporaryDirectory(prefix="vtp-bench-") as scratch:
         for round_number in range(repeat):
             work = Path(scratch) / f"round{round_number}"
             console.print(f"[{round_number + 1}/{repeat}] single ffmpeg ...")
             singles.append(run_single(source, info, config, work))
             console.print(f"[{round_number + 1}/{repeat}] pipeline ({workers} workers) ...")
-            pipelines.append(run_pipeline(source, info, config, work, workers))
+            pipelines.append(run_pipeline(source, info, same_work, work, workers))
             shutil.rmtree(work, ignore_errors=True)
+        if config.quality_samples and vmaf_binary():
+            console.print("pipeline with quality measured ...")
+            measured = run_pipeline(source, info, config, Path(scratch) / "quality", workers)
     single = _median(singles)
     pipeline = _median(pipelines)
     figures = compare(single, pipeline)
+    if measured is not None:
+        figures["quality_cpu_ratio"] = round(measured.cpu_s / pipeline.cpu_s, 4)
 
     if as_json:
         print(json.dumps(figures))
@@ -187,6 +196,9 @@ def run_benchmark(source: Path, config: PipelineConfig, *, workers: int | None =
     table.add_row("video bytes", f"{single.video_bytes:,}", f"{pipeline.video_bytes:,}", f"{figures['size_ratio']:.4f}")
     table.add_row("top rung PSNR dB", f"{single.top_psnr_db:.3f}", f"{pipeline.top_psnr_db:.3f}", f"{figures['psnr_delta_db']:+.3f} dB")
     table.add_row("peak RSS of largest encode, MB", f"{single.peak_rss_mb:.0f}", f"{pipeline.peak_rss_mb:.0f}", "")
+    if measured is not None:
+        table.add_row("CPU s with quality measured", "", f"{measured.cpu_s:.1f}",
+                      f"{figures['quality_cpu_ratio']:.3f} x the pipeline's")
     if "db_per_percent_bytes" in figures:
         table.add_row("quality per extra byte", "", "", f"{figures['db_per_percent_bytes']:+.3f} dB per 1 % bytes")
     Console().print(table)

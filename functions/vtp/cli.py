@@ -132,7 +132,10 @@ def report_complete(out, job_id: str, folder: Path, manifest: Manifest, wall_s: 
     duration = source.get("duration_s", 0.0)
     stages = manifest.stages
     wall = wall_s if wall_s is not None else (stages.total_s if stages else 0.0)
-    rungs = ", ".join(f"{r.name} {r.measured_bitrate_kbps:.0f} kbit/s" for r in manifest.renditions)
+    rungs = ", ".join(
+        f"{r.name} {r.measured_bitrate_kbps:.0f} kbit/s" + (f" VMAF {r.quality['vmaf_mean']:.1f}" if r.quality else "")
+        for r in manifest.renditions
+    )
     out.print(f"job {job_id} COMPLETE{where}", highlight=False, soft_wrap=True)
     out.print(f"  output: {folder}", highlight=False, soft_wrap=True)
     out.print(

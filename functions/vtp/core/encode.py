@@ -29,8 +29,8 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from fractions import Fraction
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -40,9 +40,10 @@ from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
 from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition
 from vtp.core.probe import SourceInfo, first_framecrc_time
+from vtp.core.quality import RungScores, sample_expression, sampling_period, score_chunk
 from vtp.core.source import Source
 from vtp.core.storage import ObjectStore, content_type_for
-from vtp.core.tools import FfmpegFailed, IoStats, ff, io_stats, run_ffmpeg
+from vtp.core.tools import FfmpegFailed, IoStats, ff, io_stats, run_ffmpeg, vmaf_binary
 
 AUDIO_NAME = "audio"
 THUMBNAILS_DIR = "thumbnails"
@@ -170,6 +171,8 @@ class ChunkResult:
     # The first complaint of ffmpeg's demuxer about the source's container in this chunk
     # ("Packet corrupt ..."): where the chunks then do not fit together, the source is blamed.
     source_damage: str = ""
+    quality: dict[str, RungScores] | None = None  # per rung: the scored frames (vtp.core.quality)
+    quality_figures: StageFigures | None = None  # the scorer's own process (its CPU is in `figures`)
 
     @property
     def first_frame(self) -> int:
@@ -187,6 +190,8 @@ class ChunkResult:
             "cold_start": self.cold_start,
             "audio_figures": self.audio_figures.to_dict() if self.audio_figures else None,
             "source_damage": self.source_damage,
+            "quality": {name: scores.to_dict() for name, scores in self.quality.items()} if self.quality else None,
+            "quality_figures": self.quality_figures.to_dict() if self.quality_figures else None,
         }
 
     @classmethod
@@ -203,6 +208,9 @@ class ChunkResult:
             wait_s=data.get("wait_s", 0.0), cold_start=data.get("cold_start"),
             audio_figures=StageFigures.from_dict(data["audio_figures"]) if data.get("audio_figures") else None,
             source_damage=data.get("source_damage", ""),
+            quality={name: RungScores.from_dict(scores) for name, scores in data["quality"].items()}
+            if data.get("quality") else None,
+            quality_figures=StageFigures.from_dict(data["quality_figures"]) if data.get("quality_figures") else None,
         )
 
 
@@ -319,6 +327,7 @@ class _Outputs:
     poster: bool
     look_ahead: bool
     video: dict[str, Path] = field(default_factory=dict)
+    quality_period: int = 0  # > 0: tap the sampled reference frames for the quality scorer
 
     def __post_init__(self) -> None:
         self.video = {r.name: self.scratch / f"video_{r.name}.mp4" for r in self.renditions}
@@ -338,6 +347,10 @@ class _Outputs:
     @property
     def next_frame(self) -> Path:
         return self.scratch / "next.crc"
+
+    @property
+    def reference(self) -> Path:
+        return self.scratch / "reference.nut"
 
 
 def encode_args(
@@ -367,6 +380,17 @@ def encode_args(
             .filter("scale", 16, 16)
         )
     stream = picture_chain(stream, info)
+    reference = None
+    if outputs.quality_period:
+        # The quality scorer's reference: these very frames, sampled, at the display size.
+        copies = stream.filter_multi_output("split", 2)
+        stream = copies[0]
+        reference = (
+            copies[1].filter("select", sample_expression(outputs.quality_period))
+            .filter("scale", info.video.display_width, info.video.display_height, flags="bicubic")
+            .filter("format", "yuv420p")
+            .filter("setsar", 1)
+        )
     branches = stream.filter_multi_output("split", len(renditions)) if len(renditions) > 1 else None
     scaled = {
         r.name: scale_chain(branches[i] if branches is not None else stream, r) for i, r in enumerate(renditions)
@@ -424,6 +448,9 @@ def encode_args(
     if look is not None:
         nodes.append(ff.output(look, str(outputs.next_frame), f="framecrc", fps_mode="passthrough",
                                enc_time_base=enc_time_base))
+    if reference is not None:
+        nodes.append(ff.output(reference, str(outputs.reference), f="nut", fps_mode="passthrough",
+                               **{"c:v": "rawvideo"}))
     return ff.merge_outputs(*nodes).global_args("-copyts", "-loglevel", "level+verbose").get_args()
 
 
@@ -529,6 +556,7 @@ def encode_chunk(
         scratch, renditions, info.has_audio, tiles,
         poster=chunk.start_s - BOUNDARY_EPSILON_S <= poster_time(info) < end - BOUNDARY_EPSILON_S,
         look_ahead=chunk.end_s is not None,
+        quality_period=sampling_period(info, config) if vmaf_binary() else 0,
     )
     with ThreadPoolExecutor(max_workers=1) as side:
         # The audio is a small process of its own beside the video's.
@@ -554,6 +582,11 @@ def encode_chunk(
             uploads.append((init_key(name), track.init))
         uploads += [(segment_key(name, s.start), data) for s, data in zip(facts.segments, segments)]
     _check_rungs_agree(chunk, video)
+    scores, scoring = None, None
+    if outputs.quality_period:
+        scores, scoring = score_chunk(
+            outputs.reference, outputs.video, renditions, info, outputs.quality_period, scratch
+        )
 
     audio = None
     if audio_track is not None:
@@ -590,9 +623,10 @@ def encode_chunk(
         preroll_s=chunk.preroll_s,
         figures=StageFigures(
             wall_s=time.monotonic() - started, cpu_s=reads.cpu_s, bytes_read=reads.bytes_read,
-            bytes_written=written, requests=reads.requests + len(uploads), max_rss_mb=result.stats.max_rss_mb,
+            bytes_written=written, requests=reads.requests + len(uploads),
+            max_rss_mb=max(result.stats.max_rss_mb, scoring.max_rss_mb if scoring else 0.0),
             objects_written=len(uploads),
-        ),
+        ) + (StageFigures(cpu_s=scoring.cpu_s) if scoring else StageFigures()),
         started_at=started_at,
         ended_at=time.time(),
         audio_figures=StageFigures(
@@ -601,6 +635,8 @@ def encode_chunk(
             requests=audio_reads.requests, max_rss_mb=max((r.stats.max_rss_mb for r in audio_runs), default=0.0),
         ) if audio_runs else None,
         source_damage=damage,
+        quality=scores,
+        quality_figures=scoring,
     )
 
 

@@ -128,6 +128,9 @@ class RenditionEntry:
     size_bytes: int
     segments: int
     hls_playlist: str
+    # Measured in the encoders (vtp.core.quality): vmaf_mean, vmaf_p5, vmaf_worst_chunk, psnr_db,
+    # ssim, frames_scored, sampling; None where it was not measured.
+    quality: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

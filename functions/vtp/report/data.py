@@ -41,7 +41,7 @@ def build_report_data(manifest: Manifest, segments: Segments) -> dict[str, Any]:
                 "name": r.name, "width": r.width, "height": r.height, "codec": r.codec, "codecs": r.codecs,
                 "target_bitrate_kbps": r.target_bitrate_kbps, "measured_bitrate_kbps": r.measured_bitrate_kbps,
                 "peak_bitrate_kbps": r.peak_bitrate_kbps, "size_bytes": r.size_bytes, "frames": r.frames,
-                "duration_s": r.duration_s, "quality": None, "segments": segments.get(r.name, []),
+                "duration_s": r.duration_s, "quality": r.quality, "segments": segments.get(r.name, []),
             }
             for r in manifest.renditions
         ],
