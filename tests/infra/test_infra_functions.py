@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -121,11 +122,15 @@ def test_ffmpeg_layer_is_attached_to_every_function(synth):
     assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
     for name in HANDLERS:
         assert props(synth, name).get("Layers") == (None if name == "Watchdog" else [{"Ref": layer_id}])
-    # The layer asset is the folder packaging.py built, with bin/ffmpeg and bin/ffprobe (/opt/bin in Lambda).
+    # The layer asset is the folder packaging.py built, with bin/ffmpeg, bin/ffprobe and the quality
+    # scorer bin/ffmpeg-vmaf (/opt/bin in Lambda), within Lambda's 250 MB beside the code.
     asset_path = synth.stack.functions.layer_dir
     assert asset_path.name == "ffmpeg-layer" and asset_path.parent.name == "lambda"
-    for tool in ("ffmpeg", "ffprobe"):
+    for tool in ("ffmpeg", "ffprobe", "ffmpeg-vmaf"):
         assert (asset_path / "bin" / tool).is_file()
+        assert os.access(asset_path / "bin" / tool, os.X_OK)
+    layer_mb = sum(p.stat().st_size for p in asset_path.rglob("*") if p.is_file()) / 2**20
+    assert layer_mb < 200, f"the layer is {layer_mb:.0f} MiB"
 
 
 def test_log_groups_have_retention(synth):

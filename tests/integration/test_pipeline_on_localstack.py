@@ -269,6 +269,12 @@ def test_the_report_page_of_a_cloud_job_plays_every_rung_and_prices_the_job(depl
     (results.parent / "localstack-manifest.json").write_text(json.dumps(manifest, indent=2))  # for the README's example
     data = embedded_data(folder / "report.html")
     assert data["where"] == "aws" and data["cost"] == manifest["cost"]
+    # The encoders measured every rung's quality with the layer's scorer.
+    for rendition in manifest["renditions"]:
+        quality = rendition["quality"]
+        assert quality and 0 < quality["vmaf_p5"] <= quality["vmaf_mean"] <= 100 and quality["frames_scored"] > 0, rendition
+    assert [r["vmaf_mean"] for r in (r["quality"] for r in manifest["renditions"])] == sorted(
+        (r["quality"]["vmaf_mean"] for r in manifest["renditions"]), reverse=True), "larger rungs score higher"
 
     bars = manifest["timeline"]["bars"]
     chunks = [b for b in bars if b["stage"] == "encode"]

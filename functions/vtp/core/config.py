@@ -87,15 +87,11 @@ class PipelineConfig:
     # x264 threads per encoder in a chunk process; 0 = let x264 choose (a Lambda encodes one
     # chunk on all its vCPUs); the local runner sets 1 when every core has a chunk process.
     encoder_threads: int = 0
-    # Quality (VMAF, PSNR, SSIM) of every rung (vtp.core.quality): one run of 3 consecutive
-    # frames scored every so many frames, chosen for about `quality_samples` scored frames per
-    # rung (0: not measured) within [min, max] periods. The minimum bounds the cost: VMAF of one
-    # frame costs more than x264 veryfast encoding it to every rung, so a run every 90 frames
-    # (3 % of the frames scored per rung) is already about a sixth of the encode's CPU; the
-    # maximum keeps long titles sampled densely enough.
+    # Quality (VMAF, PSNR, SSIM) of every rung (vtp.core.quality): the first 3 frames of one
+    # segment in every so many are scored, so that about `quality_samples` runs are scored per
+    # rung (0: not measured), at least one segment in `quality_max_stride` (long titles).
     quality_samples: int = 300
-    quality_min_period: int = 90
-    quality_max_period: int = 120
+    quality_max_stride: int = 8
     thumbnail_interval_s: float = 2.0
     thumbnail_width: int = 160
     poster_width: int = 1280
@@ -113,8 +109,8 @@ class PipelineConfig:
             problems.append(f"segment length {self.segment_s} s is not a multiple of the GOP {self.gop_s} s")
         elif not _is_multiple(self.chunk_s, self.segment_s):
             problems.append(f"chunk length {self.chunk_s} s is not a multiple of the segment {self.segment_s} s")
-        if self.quality_samples < 0 or not 3 <= self.quality_min_period <= self.quality_max_period:
-            problems.append("quality samples must be 0 (off) or more, and the sampling periods 3 <= min <= max frames")
+        if self.quality_samples < 0 or self.quality_max_stride < 1:
+            problems.append("quality samples must be 0 (off) or more, and the sampling stride 1 segment or more")
         if not (math.isfinite(self.max_preroll_s) and self.max_preroll_s >= 0):
             problems.append(f"the pre-roll limit {self.max_preroll_s} s must be 0 or more")
         # A limit of 0 would refuse every source as the input's fault (not retried).

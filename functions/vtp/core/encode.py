@@ -40,7 +40,7 @@ from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
 from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition
 from vtp.core.probe import SourceInfo, first_framecrc_time
-from vtp.core.quality import RungScores, sample_expression, sampling_period, score_chunk
+from vtp.core.quality import RungScores, reference_chain, sample_times, score_chunk
 from vtp.core.source import Source
 from vtp.core.storage import ObjectStore, content_type_for
 from vtp.core.tools import FfmpegFailed, IoStats, ff, io_stats, run_ffmpeg, vmaf_binary
@@ -327,7 +327,7 @@ class _Outputs:
     poster: bool
     look_ahead: bool
     video: dict[str, Path] = field(default_factory=dict)
-    quality_period: int = 0  # > 0: tap the sampled reference frames for the quality scorer
+    quality_times: tuple[float, ...] = ()  # where the quality scorer's reference frames are tapped
 
     def __post_init__(self) -> None:
         self.video = {r.name: self.scratch / f"video_{r.name}.mp4" for r in self.renditions}
@@ -381,16 +381,11 @@ def encode_args(
         )
     stream = picture_chain(stream, info)
     reference = None
-    if outputs.quality_period:
+    if outputs.quality_times:
         # The quality scorer's reference: these very frames, sampled, at the display size.
         copies = stream.filter_multi_output("split", 2)
         stream = copies[0]
-        reference = (
-            copies[1].filter("select", sample_expression(outputs.quality_period))
-            .filter("scale", info.video.display_width, info.video.display_height, flags="bicubic")
-            .filter("format", "yuv420p")
-            .filter("setsar", 1)
-        )
+        reference = reference_chain(copies[1], outputs.quality_times, info)
     branches = stream.filter_multi_output("split", len(renditions)) if len(renditions) > 1 else None
     scaled = {
         r.name: scale_chain(branches[i] if branches is not None else stream, r) for i, r in enumerate(renditions)
@@ -524,6 +519,14 @@ def _encode_audio(source: Source, chunk: Chunk, info: SourceInfo, config: Pipeli
     raise PipelineError(ErrorCode.ENCODE_FAILED, f"the audio of {chunk.name} does not start at its time")
 
 
+def _keyframes_at(video: dict[str, TrackFacts], times: tuple[float, ...]) -> tuple[float, ...]:
+    """The first frame of the segment starting at each sample time (a keyframe, where the scorer
+    starts decoding), in seconds from the chunk's first frame (the rungs agree: checked)."""
+    track = next(iter(video.values()))
+    starts = [segment.start / track.timescale for segment in track.segments]
+    return tuple(min(start for start in starts if start >= t - BOUNDARY_EPSILON_S) - starts[0] for t in times)
+
+
 @contextmanager
 def _tool_errors(what: str) -> Iterator[None]:
     try:
@@ -556,7 +559,7 @@ def encode_chunk(
         scratch, renditions, info.has_audio, tiles,
         poster=chunk.start_s - BOUNDARY_EPSILON_S <= poster_time(info) < end - BOUNDARY_EPSILON_S,
         look_ahead=chunk.end_s is not None,
-        quality_period=sampling_period(info, config) if vmaf_binary() else 0,
+        quality_times=sample_times(chunk, info, config) if vmaf_binary() else (),
     )
     with ThreadPoolExecutor(max_workers=1) as side:
         # The audio is a small process of its own beside the video's.
@@ -583,9 +586,9 @@ def encode_chunk(
         uploads += [(segment_key(name, s.start), data) for s, data in zip(facts.segments, segments)]
     _check_rungs_agree(chunk, video)
     scores, scoring = None, None
-    if outputs.quality_period:
+    if outputs.quality_times:
         scores, scoring = score_chunk(
-            outputs.reference, outputs.video, renditions, info, outputs.quality_period, scratch
+            outputs.reference, outputs.video, renditions, info, _keyframes_at(video, outputs.quality_times), scratch
         )
 
     audio = None

@@ -26,7 +26,7 @@ from vtp.core.manifest import (
 )
 from vtp.core.plan import JobPlan, Rendition
 from vtp.core.probe import SourceInfo
-from vtp.core.quality import rung_quality, sampling_period
+from vtp.core.quality import rung_quality, sampling_note, sampling_stride
 from vtp.core.storage import ObjectStore
 from vtp.core.timeline import job_timeline
 
@@ -435,7 +435,7 @@ def _quality(results: list[ChunkResult], name: str, info: SourceInfo, config: Pi
     scored = [r.quality[name] for r in results if r.quality and name in r.quality]
     if len(scored) != len(results):
         return None
-    return rung_quality(scored, sampling_period(info, config))
+    return rung_quality(scored, sampling_note(sampling_stride(info, config), config))
 
 
 def _audio_entry(track: Timeline, config: PipelineConfig) -> AudioEntry:

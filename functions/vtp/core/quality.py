@@ -1,12 +1,14 @@
 """Quality of every rung, measured in the encoders: VMAF (v0.6.1), PSNR-Y and SSIM against the
 source at its display size (each rung scaled up to it, as VMAF's own practice).
 
-Sampling, to keep the cost a fraction of the encode's: the encode's own decoded, upright source
-frames are tapped in runs of three consecutive frames, one run every `period` frames
-(`reference_filter`), and written raw to the chunk's scratch folder; the scorer then takes the
-same frames of each rung, and only the middle frame of each run counts. VMAF's motion feature
-compares a frame with its previous and its next one, so the middle frame of a run scores
-exactly what an unsampled run gives that frame (measured: equal to the last digit).
+Sampling, to keep the cost a fraction of the encode's: runs of 3 consecutive frames, the first
+3 frames of one segment in every `stride` (`sampling_stride`). The reference is the encode's
+own decoded, upright source frames, tapped in the encoding process (`sample_times` says where)
+and written raw to the chunk's scratch folder; each rung is read back only from its keyframes
+at those segment starts (a segment starts with a keyframe), so scoring decodes a few frames per
+run, not the rung. Only the middle frame of each run counts: VMAF's motion feature compares a
+frame with its previous and its next one, so the middle frame scores exactly what an
+unsampled run gives that frame (checked by tests/unit/test_quality.py).
 
 The scorer is a second ffmpeg with libvmaf (the main build has none): see `tools.vmaf_binary`.
 It reads only vtp's own files (the raw reference and the rungs' MP4s), never the upload.
@@ -23,7 +25,7 @@ from typing import Any
 from vtp.core.config import PipelineConfig
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
-from vtp.core.plan import Rendition
+from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition
 from vtp.core.probe import SourceInfo
 from vtp.core.tools import FfmpegFailed, run_scorer
 
@@ -31,26 +33,36 @@ RUN = 3  # consecutive frames per sample: the middle one is scored
 SCORE_TIME_BASE = "1/25"  # both inputs share it before the frames are paired
 
 
-def sampling_period(info: SourceInfo, config: PipelineConfig) -> int:
-    """Frames between the starts of two sampled runs, the same for every chunk of a job: as many
-    runs as `quality_samples` asks for, within the configured periods; 0: no scoring. A period
-    of RUN scores every frame."""
+def sampling_stride(info: SourceInfo, config: PipelineConfig) -> int:
+    """One segment in so many is sampled, the same for every chunk of a job; 0: no scoring."""
     if config.quality_samples <= 0:
         return 0
-    frames = max(1, round(info.duration_s * max(info.video.fps, 1.0)))
-    return max(RUN, config.quality_min_period, min(config.quality_max_period, frames // config.quality_samples))
+    segments = max(1, math.ceil(info.duration_s / config.segment_s - 1e-9))
+    return max(1, min(config.quality_max_stride, segments // config.quality_samples))
 
 
-def sample_expression(period: int) -> str:
-    """select's expression: the first RUN frames of every `period` (n counts the chunk's frames)."""
-    return f"lt(mod(n,{period}),{RUN})"
+def sample_times(chunk: Chunk, info: SourceInfo, config: PipelineConfig) -> tuple[float, ...]:
+    """The segment starts (on the output timeline) whose first 3 frames this chunk scores: those
+    of the sampled segments, with room for 3 frames before the chunk ends."""
+    stride = sampling_stride(info, config)
+    if not stride:
+        return ()
+    end = chunk.end_s if chunk.end_s is not None else info.duration_s
+    room = (RUN + 1) / max(info.video.fps, 1.0)
+    first = math.ceil(chunk.start_s / config.segment_s - 1e-9)
+    times = []
+    index = first
+    while index * config.segment_s < end - room:
+        if index % stride == 0:
+            times.append(round(index * config.segment_s, 6))
+        index += 1
+    return tuple(times)
 
 
-def sampling_note(period: int) -> str:
-    what = "VMAF v0.6.1, PSNR-Y and SSIM at the source's display size"
-    if period <= RUN:
-        return f"{what}, every frame"
-    return f"{what}, on the middle frame of 3 consecutive frames every {period} frames"
+def sampling_note(stride: int, config: PipelineConfig) -> str:
+    every = "every segment" if stride == 1 else f"one segment in {stride}"
+    return (f"VMAF v0.6.1, PSNR-Y and SSIM at the source's display size, on the middle of the first 3 frames "
+            f"of {every} ({stride * config.segment_s:g} s)")
 
 
 @dataclass(frozen=True)
@@ -70,51 +82,83 @@ class RungScores:
         return cls(tuple(data["vmaf"]), tuple(data["psnr_y"]), tuple(data["ssim"]))
 
 
+def reference_chain(stream, times: tuple[float, ...], info: SourceInfo):
+    """The scorer's reference, from the encode's upright frames: the first 3 frames at or after
+    each sample time, one after the other, at the display size (ffmpeg-python nodes)."""
+    copies = stream.filter_multi_output("split", len(times))
+    parts = [
+        copies[i].filter("trim", start=f"{t - BOUNDARY_EPSILON_S:.6f}").filter("trim", end_frame=RUN)
+        .filter("setpts", "PTS-STARTPTS")  # each run from 0: concat puts them one after the other
+        for i, t in enumerate(times)
+    ]
+    joined = parts[0] if len(parts) == 1 else _concat(parts)
+    return (
+        joined.filter("scale", info.video.display_width, info.video.display_height, flags="bicubic")
+        .filter("format", "yuv420p")
+        .filter("setsar", 1)
+    )
+
+
+def _concat(parts):
+    from vtp.core.tools import ff
+
+    return ff.concat(*parts, v=1, a=0)
+
+
 def score_chunk(
     reference: Path, rungs: dict[str, Path], renditions: tuple[Rendition, ...], info: SourceInfo,
-    period: int, scratch: Path,
+    keyframes: tuple[float, ...], scratch: Path,
 ) -> tuple[dict[str, RungScores], StageFigures]:
-    """Score each rung's file against the sampled reference; one scorer process for all rungs."""
+    """Score each rung against the reference; `keyframes`: where the sampled segments' first
+    frames are, in seconds from the chunk's first frame. One scorer process for all rungs."""
     width, height = info.video.display_width, info.video.display_height
-    sample = sample_expression(period).replace(",", "\\,")
-    graph, outputs = [f"[0:v]split={len(renditions)}" + "".join(f"[ref{i}]" for i in range(len(renditions)))], []
-    for i, rendition in enumerate(renditions):
-        log = scratch / f"vmaf_{rendition.name}.json"
-        graph.append(
-            f"[{i + 1}:v]select={sample},scale={width}:{height}:flags=bicubic,format=yuv420p,setsar=1,"
-            f"settb={SCORE_TIME_BASE},setpts=N[dist{i}]"
-        )
-        graph.append(f"[ref{i}]setsar=1,settb={SCORE_TIME_BASE},setpts=N[refn{i}]")
-        graph.append(
-            f"[dist{i}][refn{i}]libvmaf=log_fmt=json:log_path='{_filter_path(log)}':n_threads=1:"
-            f"feature='name=psnr|name=float_ssim'[out{i}]"
-        )
-        outputs += ["-map", f"[out{i}]", "-f", "null", "-"]
+    runs = len(keyframes)
     args = ["-loglevel", "error", "-i", str(reference)]
-    for rendition in renditions:
-        args += ["-i", str(rungs[rendition.name])]
-    args += ["-filter_complex", ";".join(graph), *outputs]
+    graph = [f"[0:v]split={len(renditions)}" + "".join(f"[ref{i}]" for i in range(len(renditions)))]
+    outputs: list[str] = []
+    for i, rendition in enumerate(renditions):
+        labels = []
+        for k, start in enumerate(keyframes):
+            # Decoding starts at the segment's keyframe (no earlier) and stops after the run.
+            # -ss counts from the file's first frame; a quarter frame past the keyframe, so that
+            # rounding cannot land on the keyframe before it.
+            args += ["-noaccurate_seek", "-ss", f"{start + 0.25 / max(info.video.fps, 1.0):.6f}", "-t", "1",
+                     "-i", str(rungs[rendition.name])]
+            number = 1 + i * runs + k
+            graph.append(f"[{number}:v]trim=end_frame={RUN},setpts=PTS-STARTPTS[run{i}_{k}]")
+            labels.append(f"[run{i}_{k}]")
+        joined = "".join(labels) + (f"concat=n={runs}:v=1:a=0," if runs > 1 else "")
+        log = scratch / f"vmaf_{rendition.name}.json"
+        graph.append(f"{joined}scale={width}:{height}:flags=bicubic,format=yuv420p,setsar=1,"
+                     f"settb={SCORE_TIME_BASE},setpts=N[dist{i}]")
+        graph.append(f"[ref{i}]setsar=1,settb={SCORE_TIME_BASE},setpts=N[refn{i}]")
+        graph.append(f"[dist{i}][refn{i}]libvmaf=log_fmt=json:log_path='{_filter_path(log)}':n_threads=1:"
+                     f"feature='name=psnr|name=float_ssim'[out{i}]")
+        outputs += ["-map", f"[out{i}]", "-f", "null", "-"]
     try:
-        result = run_scorer(args)
+        result = run_scorer([*args, "-filter_complex", ";".join(graph), *outputs])
     except FfmpegFailed as failure:
         if failure.crashed:
             raise failure.as_tool_crash("scoring the rungs' quality") from None
         raise PipelineError(ErrorCode.ENCODE_FAILED, f"scoring the rungs' quality failed: {failure}") from None
-    scores = {r.name: _scored(scratch / f"vmaf_{r.name}.json", period) for r in renditions}
+    scores = {r.name: _scored(scratch / f"vmaf_{r.name}.json", runs) for r in renditions}
     figures = StageFigures(wall_s=result.stats.wall_s, cpu_s=result.stats.cpu_s, max_rss_mb=result.stats.max_rss_mb)
     return scores, figures
 
 
 def _filter_path(path: Path) -> str:
-    """A path inside a quoted filter option: quotes and backslashes escaped."""
+    """A path inside a quoted filter option: quotes, backslashes and colons escaped."""
     return str(path).replace("\\", "\\\\").replace("'", "'\\''").replace(":", "\\:")
 
 
-def _scored(log: Path, period: int) -> RungScores:
-    """The frames whose scores are exact: the middle of each run (its motion feature compares
-    it with its true neighbours), or every frame where the runs touch."""
+def _scored(log: Path, runs: int) -> RungScores:
+    """The middle frame of each run (its motion feature sees its true neighbours)."""
     frames = json.loads(log.read_text())["frames"]
-    middle = [frame["metrics"] for index, frame in enumerate(frames) if period <= RUN or index % RUN == 1]
+    if len(frames) != RUN * runs:
+        # A run shorter than 3 frames (a hole in a VFR source right at a segment start) would pair
+        # the wrong frames from there on: score nothing rather than something wrong.
+        return RungScores((), (), ())
+    middle = [frame["metrics"] for index, frame in enumerate(frames) if index % RUN == 1]
     return RungScores(
         tuple(m["vmaf"] for m in middle),
         tuple(_finite_psnr(m.get("psnr_y", math.inf)) for m in middle),
@@ -123,11 +167,11 @@ def _scored(log: Path, period: int) -> RungScores:
 
 
 def _finite_psnr(value: float) -> float:
-    """Identical frames have an infinite PSNR; libvmaf caps it at 60 dB for 8 bits, say so too."""
+    """Identical frames have an infinite PSNR; libvmaf caps it at 60 dB for 8 bits, so do we."""
     return min(float(value), 60.0)
 
 
-def rung_quality(per_chunk: list[RungScores], period: int) -> dict[str, Any] | None:
+def rung_quality(per_chunk: list[RungScores], note: str) -> dict[str, Any] | None:
     """The rung over all chunks: VMAF mean and 5th percentile over the scored frames, the worst
     chunk's mean; PSNR-Y and SSIM means; how many frames were scored and how."""
     chunks = [scores for scores in per_chunk if scores.vmaf]
@@ -143,7 +187,7 @@ def rung_quality(per_chunk: list[RungScores], period: int) -> dict[str, Any] | N
         "psnr_db": round(sum(psnr) / len(psnr), 2),
         "ssim": round(sum(ssim) / len(ssim), 4),
         "frames_scored": len(vmaf),
-        "sampling": sampling_note(period),
+        "sampling": note,
     }
 
 

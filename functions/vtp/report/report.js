@@ -784,8 +784,10 @@
     append(node, h("div", {class: "table-scroll"}, h("table", {id: "renditions", class: "data"}, [head, body])));
     const sampled = renditions.map(function (r) { return r.quality && r.quality.sampling; }).filter(Boolean);
     const measured = renditions.some(function (r) { return r.quality; });
+    const scored = renditions.map(function (r) { return r.quality && r.quality.frames_scored; }).filter(isNum);
     append(node, h("p", {class: "footnote", text: measured
-      ? "Quality against the source" + (sampled.length ? ": " + Array.from(new Set(sampled)).join("; ") : ".")
+      ? "Quality against the source" + (sampled.length ? ": " + Array.from(new Set(sampled)).join("; ") : "") +
+        (scored.length ? " (" + plural(Math.min.apply(null, scored), "frame", "frames") + " scored per rung)." : ".")
       : "Quality (VMAF, PSNR, SSIM) was not measured for this job: " + NONE + "."}));
   }
 
