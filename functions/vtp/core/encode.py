@@ -519,12 +519,19 @@ def _encode_audio(source: Source, chunk: Chunk, info: SourceInfo, config: Pipeli
     raise PipelineError(ErrorCode.ENCODE_FAILED, f"the audio of {chunk.name} does not start at its time")
 
 
-def _keyframes_at(video: dict[str, TrackFacts], times: tuple[float, ...]) -> tuple[float, ...]:
+def _keyframes_at(video: dict[str, TrackFacts], times: tuple[float, ...], segment_s: float) -> tuple[float, ...] | None:
     """The first frame of the segment starting at each sample time (a keyframe, where the scorer
-    starts decoding), in seconds from the chunk's first frame (the rungs agree: checked)."""
+    starts decoding), in seconds from the chunk's first frame (the rungs agree: checked). None
+    where a sampled segment has no frame of its own (a hole in a VFR source): not scored."""
     track = next(iter(video.values()))
     starts = [segment.start / track.timescale for segment in track.segments]
-    return tuple(min(start for start in starts if start >= t - BOUNDARY_EPSILON_S) - starts[0] for t in times)
+    found = []
+    for t in times:
+        inside = [start for start in starts if t - BOUNDARY_EPSILON_S <= start < t + segment_s - BOUNDARY_EPSILON_S]
+        if not inside:
+            return None
+        found.append(min(inside) - starts[0])
+    return tuple(found)
 
 
 @contextmanager
@@ -586,10 +593,15 @@ def encode_chunk(
         uploads += [(segment_key(name, s.start), data) for s, data in zip(facts.segments, segments)]
     _check_rungs_agree(chunk, video)
     scores, scoring = None, None
-    if outputs.quality_times:
-        scores, scoring = score_chunk(
-            outputs.reference, outputs.video, renditions, info, _keyframes_at(video, outputs.quality_times), scratch
-        )
+    keyframes = _keyframes_at(video, outputs.quality_times, config.segment_s) if outputs.quality_times else None
+    if keyframes:
+        try:
+            scores, scoring = score_chunk(outputs.reference, outputs.video, renditions, info, keyframes, scratch)
+        except PipelineError as error:
+            if error.code is not ErrorCode.ENCODE_FAILED:
+                raise  # the scorer crashed: the tool's failure, retried like any other
+            # The renditions are good; a measurement that cannot be made is left out ("not
+            # measured" in the manifest), it does not fail the job.
 
     audio = None
     if audio_track is not None:

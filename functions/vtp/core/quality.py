@@ -45,8 +45,8 @@ def sample_times(chunk: Chunk, info: SourceInfo, config: PipelineConfig) -> tupl
     """The segment starts (on the output timeline) whose first 3 frames this chunk scores: those
     of the sampled segments, with room for 3 frames before the chunk ends."""
     stride = sampling_stride(info, config)
-    if not stride:
-        return ()
+    if not stride or info.video.fps < 1.0:
+        return ()  # below a frame a second, 3 frames would span several segments: not scored
     end = chunk.end_s if chunk.end_s is not None else info.duration_s
     room = (RUN + 1) / max(info.video.fps, 1.0)
     first = math.ceil(chunk.start_s / config.segment_s - 1e-9)
