@@ -27,7 +27,7 @@ from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
 from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition
 from vtp.core.probe import SourceInfo
-from vtp.core.tools import FfmpegFailed, run_scorer
+from vtp.core.tools import FfmpegFailed, ff, run_scorer
 
 RUN = 3  # consecutive frames per sample: the middle one is scored
 SCORE_TIME_BASE = "1/25"  # both inputs share it before the frames are paired
@@ -91,18 +91,12 @@ def reference_chain(stream, times: tuple[float, ...], info: SourceInfo):
         .filter("setpts", "PTS-STARTPTS")  # each run from 0: concat puts them one after the other
         for i, t in enumerate(times)
     ]
-    joined = parts[0] if len(parts) == 1 else _concat(parts)
+    joined = parts[0] if len(parts) == 1 else ff.concat(*parts, v=1, a=0)
     return (
         joined.filter("scale", info.video.display_width, info.video.display_height, flags="bicubic")
         .filter("format", "yuv420p")
         .filter("setsar", 1)
     )
-
-
-def _concat(parts):
-    from vtp.core.tools import ff
-
-    return ff.concat(*parts, v=1, a=0)
 
 
 def score_chunk(
