@@ -66,7 +66,7 @@ class CostLine:
 
     def to_dict(self) -> dict[str, Any]:
         return {"item": self.item, "quantity": round(self.quantity, 6), "unit": self.unit,
-                "unit_price": self.unit_price, "usd": round(self.usd, 8)}
+                "unit_price": float(f"{self.unit_price:.6g}"), "usd": round(self.usd, 8)}
 
 
 @dataclass(frozen=True)
