@@ -19,4 +19,5 @@ if ! command -v chromium >/dev/null 2>&1; then
         || echo "scripts/test.sh: could not install chromium; tests/browser will fail" >&2
 fi
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_CLI_TELEMETRY=1
+.venv/bin/ruff check --quiet .   # pyproject.toml [tool.ruff]: the errors that are always bugs
 exec .venv/bin/python -m pytest "$@"

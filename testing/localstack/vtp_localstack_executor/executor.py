@@ -20,7 +20,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from concurrent.futures import Future
 from pathlib import Path
 
