@@ -8,7 +8,7 @@ import pytest
 from moto import mock_aws
 
 from vtp.aws.storage import S3Store
-from vtp.core.storage import FolderStore, upload_folder
+from vtp.core.storage import FolderStore
 
 REGION = "us-east-1"
 
@@ -63,18 +63,10 @@ def test_keys_and_delete_prefix_go_past_one_page_and_stay_in_their_prefix(s3):
     assert store.delete_prefix("nothing/") == 0
 
 
-def test_a_folder_is_uploaded_with_the_manifest_last(s3, tmp_path):
-    folder = tmp_path / "job"
-    (folder / "180p").mkdir(parents=True)
-    (folder / "manifest.json").write_text("{}")
-    (folder / "master.m3u8").write_text("#EXTM3U\n")
-    (folder / "180p" / "segment_0.m4s").write_bytes(b"\0")
-    store = S3Store("out", s3)
-    order = []
-    upload = store.upload
-    store.upload = lambda path, key, content_type=None: (order.append(key), upload(path, key, content_type))  # type: ignore[method-assign]
-    assert upload_folder(store, folder, "job-1", last=("manifest.json",)) == 3
-    assert order[-1] == "job-1/manifest.json" and sorted(order) == sorted(store.keys("job-1/"))
+def test_a_file_is_uploaded_with_its_content_type(s3, tmp_path):
+    playlist = tmp_path / "master.m3u8"
+    playlist.write_text("#EXTM3U\n")
+    S3Store("out", s3).upload(playlist, "job-1/master.m3u8")
     assert s3.head_object(Bucket="out", Key="job-1/master.m3u8")["ContentType"] == "application/vnd.apple.mpegurl"
 
 

@@ -300,3 +300,30 @@ def _children(pid: int) -> list[int]:
         if fields.get("PPid", "").strip() == str(pid):
             found.append(int(status.parent.name))
     return found
+
+
+def test_a_cloud_job_s_folder_is_fetched_with_its_page(good_run, tmp_path):
+    """`vtp report --aws` fetches everything under <job_id>/ of the output bucket (here a folder
+    standing in for it: the same ObjectStore interface) and opens the page from there."""
+    from vtp.core.errors import PipelineError
+    from vtp.core.storage import FolderStore
+    from vtp.report.serve import fetch_cloud_job, local_report, serve
+
+    (folder,) = job_folders(good_run)
+    fetched = fetch_cloud_job(FolderStore(good_run.out), folder.name, tmp_path / "reports")
+    assert fetched == tmp_path / "reports" / folder.name
+    originals = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(fetched) for p in fetched.rglob("*") if p.is_file()) == originals
+    assert local_report(fetched) == fetched / "report.html"
+    served = serve(fetched)
+    url = next(served)
+    try:
+        import urllib.request
+
+        with urllib.request.urlopen(url) as page, urllib.request.urlopen(url.replace("report.html", "master.m3u8")) as master:
+            assert page.status == 200 and folder.name.encode() in page.read()
+            assert master.read().startswith(b"#EXTM3U")
+    finally:
+        served.close()
+    with pytest.raises(PipelineError, match="no manifest.json"):
+        fetch_cloud_job(FolderStore(good_run.out), "no-such-job", tmp_path / "reports")

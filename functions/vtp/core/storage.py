@@ -100,12 +100,3 @@ class FolderStore:
         for key in doomed:
             self._path(key).unlink()
         return len(doomed)
-
-
-def upload_folder(store: ObjectStore, folder: Path, prefix: str, *, last: tuple[str, ...] = ()) -> int:
-    """Upload every file under `folder` to `prefix/`, the names in `last` after all others."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    ordered = [p for p in files if p.name not in last] + [p for p in files if p.name in last]
-    for path in ordered:
-        store.upload(path, f"{prefix}/{path.relative_to(folder).as_posix()}", content_type_for(path))
-    return len(ordered)
