@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from vtp.core.errors import PipelineError
+from vtp.core.manifest import REPORT
 from vtp.report import assets
 
 HERE = Path(__file__).resolve().parent
-REPORT_NAME = "report.html"
+REPORT_NAME = REPORT  # beside manifest.json
 # Path in the job folder (relative to report.html) -> the player script's name (vtp.report.assets).
 PLAYER_FILES: dict[str, str] = {
     "player/hls.min.js": "hls.min.js",
