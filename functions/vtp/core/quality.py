@@ -116,7 +116,8 @@ def score_chunk(
             # Decoding starts at the segment's keyframe (no earlier) and stops after the run.
             # -ss counts from the file's first frame; a quarter frame past the keyframe, so that
             # rounding cannot land on the keyframe before it.
-            args += ["-noaccurate_seek", "-ss", f"{start + 0.25 / max(info.video.fps, 1.0):.6f}", "-t", "1",
+            fps = max(info.video.fps, 1.0)
+            args += ["-noaccurate_seek", "-ss", f"{start + 0.25 / fps:.6f}", "-t", f"{max(1.0, (RUN + 1) / fps):.3f}",
                      "-i", str(rungs[rendition.name])]
             number = 1 + i * runs + k
             graph.append(f"[{number}:v]trim=end_frame={RUN},setpts=PTS-STARTPTS[run{i}_{k}]")
