@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,44 +107,38 @@ def score_chunk(
     """Score each rung against the reference; `keyframes`: where the sampled segments' first
     frames are, in seconds from the chunk's first frame. One scorer process for all rungs."""
     width, height = info.video.display_width, info.video.display_height
-    runs = len(keyframes)
-    args = ["-loglevel", "error", "-i", str(reference)]
-    graph = [f"[0:v]split={len(renditions)}" + "".join(f"[ref{i}]" for i in range(len(renditions)))]
-    outputs: list[str] = []
+    fps = max(info.video.fps, 1.0)
+    references = ff.input(str(reference))["0"].filter_multi_output("split", len(renditions))
+    outputs = []
     for i, rendition in enumerate(renditions):
-        labels = []
-        for k, start in enumerate(keyframes):
+        runs = [
             # Decoding starts at the segment's keyframe (no earlier) and stops after the run.
             # -ss counts from the file's first frame; a quarter frame past the keyframe, so that
             # rounding cannot land on the keyframe before it.
-            fps = max(info.video.fps, 1.0)
-            args += ["-noaccurate_seek", "-ss", f"{start + 0.25 / fps:.6f}", "-t", f"{max(1.0, (RUN + 1) / fps):.3f}",
-                     "-i", str(rungs[rendition.name])]
-            number = 1 + i * runs + k
-            graph.append(f"[{number}:v]trim=end_frame={RUN},setpts=PTS-STARTPTS[run{i}_{k}]")
-            labels.append(f"[run{i}_{k}]")
-        joined = "".join(labels) + (f"concat=n={runs}:v=1:a=0," if runs > 1 else "")
-        log = scratch / f"vmaf_{rendition.name}.json"
-        graph.append(f"{joined}scale={width}:{height}:flags=bicubic,format=yuv420p,setsar=1,"
-                     f"settb={SCORE_TIME_BASE},setpts=N[dist{i}]")
-        graph.append(f"[ref{i}]setsar=1,settb={SCORE_TIME_BASE},setpts=N[refn{i}]")
-        graph.append(f"[dist{i}][refn{i}]libvmaf=log_fmt=json:log_path='{_filter_path(log)}':n_threads=1:"
-                     f"feature='name=psnr|name=float_ssim'[out{i}]")
-        outputs += ["-map", f"[out{i}]", "-f", "null", "-"]
+            ff.input(str(rungs[rendition.name]), noaccurate_seek=None, ss=f"{start + 0.25 / fps:.6f}",
+                     t=f"{max(1.0, (RUN + 1) / fps):.3f}")["0"]
+            .filter("trim", end_frame=RUN).filter("setpts", "PTS-STARTPTS")
+            for start in keyframes
+        ]
+        joined = runs[0] if len(runs) == 1 else ff.concat(*runs, v=1, a=0)
+        distorted = (
+            joined.filter("scale", width, height, flags="bicubic").filter("format", "yuv420p").filter("setsar", 1)
+            .filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
+        )
+        paired = references[i].filter("setsar", 1).filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
+        scored = ff.filter([distorted, paired], "libvmaf", log_fmt="json", log_path=str(scratch / f"vmaf_{rendition.name}.json"),
+                           n_threads=1, feature="name=psnr|name=float_ssim")
+        outputs.append(ff.output(scored, "-", f="null"))
+    args = ff.merge_outputs(*outputs).global_args("-loglevel", "error").get_args()
     try:
-        result = run_scorer([*args, "-filter_complex", ";".join(graph), *outputs])
+        result = run_scorer(args)
     except FfmpegFailed as failure:
         if failure.crashed:
             raise failure.as_tool_crash("scoring the rungs' quality") from None
         raise PipelineError(ErrorCode.ENCODE_FAILED, f"scoring the rungs' quality failed: {failure}") from None
-    scores = {r.name: _scored(scratch / f"vmaf_{r.name}.json", runs) for r in renditions}
+    scores = {r.name: _scored(scratch / f"vmaf_{r.name}.json", len(keyframes)) for r in renditions}
     figures = StageFigures(wall_s=result.stats.wall_s, cpu_s=result.stats.cpu_s, max_rss_mb=result.stats.max_rss_mb)
     return scores, figures
-
-
-def _filter_path(path: Path) -> str:
-    """A path inside a quoted filter option: quotes, backslashes and colons escaped."""
-    return str(path).replace("\\", "\\\\").replace("'", "'\\''").replace(":", "\\:")
 
 
 def _scored(log: Path, runs: int) -> RungScores:
@@ -177,18 +172,11 @@ def rung_quality(per_chunk: list[RungScores], note: str) -> dict[str, Any] | Non
     ssim = [s for scores in chunks for s in scores.ssim]
     return {
         "vmaf_mean": round(sum(vmaf) / len(vmaf), 2),
-        "vmaf_p5": round(_percentile(vmaf, 5), 2),
+        # statistics' "inclusive" method: linear between the closest ranks (numpy's default).
+        "vmaf_p5": round(statistics.quantiles(vmaf, n=20, method="inclusive")[0] if len(vmaf) > 1 else vmaf[0], 2),
         "vmaf_worst_chunk": round(min(sum(s.vmaf) / len(s.vmaf) for s in chunks), 2),
         "psnr_db": round(sum(psnr) / len(psnr), 2),
         "ssim": round(sum(ssim) / len(ssim), 4),
         "frames_scored": len(vmaf),
         "sampling": note,
     }
-
-
-def _percentile(ordered: list[float], percent: float) -> float:
-    """Linear interpolation between the closest ranks (numpy's default)."""
-    position = (len(ordered) - 1) * percent / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
