@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,7 +321,7 @@ def published(aws, padded, clip, small_config, tmp_path_factory) -> Published:
     def encode(item: dict) -> dict:
         return encode_chunk(job_id, item["chunk"], buckets=buckets, store=store, attempt=0,
                             invocation=Invocation(f"worker-{item['chunk']['index']}", 3008, item["chunk"]["index"] == 0),
-                            dispatched_at=time.time() - 0.5)
+                            dispatched_at=datetime.fromtimestamp(time.time() - 0.5, UTC).isoformat().replace("+00:00", "Z"))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         outputs = list(pool.map(encode, items))

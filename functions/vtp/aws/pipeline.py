@@ -48,7 +48,9 @@ from vtp.core.encode import ChunkResult
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobid import job_id_for
 from vtp.core.jobstore import JobStatus
-from vtp.core.manifest import MANIFEST, REPORT, JobTimeline, Manifest, StageFigures, Stages, failed_manifest, manifest_json
+from vtp.core.manifest import (
+    MANIFEST, REPORT, JobTimeline, Manifest, StageFigures, Stages, epoch_of, failed_manifest, manifest_json,
+)
 from vtp.core.plan import Chunk, JobPlan
 from vtp.core.probe import SourceInfo
 from vtp.core.source import Source, url_source
@@ -343,11 +345,11 @@ def load_job(buckets: Buckets, job_id: str) -> JobDocument:
 
 def encode_chunk(
     job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, store, attempt: int = 0,
-    invocation: Invocation = Invocation(), dispatched_at: float | None = None,
+    invocation: Invocation = Invocation(), dispatched_at: str | None = None,
 ) -> dict[str, Any]:
     """The encoder: one chunk, read from the source, decoded once, every rung and the audio,
     final segments written to the job's output prefix. Idempotent: a retry overwrites.
-    `dispatched_at` (epoch s): when the Map's child entered the task, for the wait before it ran."""
+    `dispatched_at` (ISO time, the Map's $$.State.EnteredTime): for the wait before it ran."""
     chunk = Chunk.from_dict(chunk_item)
     _maybe_inject_fault(job_id, chunk, buckets)
     job = load_job(buckets, job_id)
@@ -365,9 +367,10 @@ def encode_chunk(
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    dispatched = epoch_of(dispatched_at)
     result = dataclasses.replace(
         result, attempt=attempt, worker=invocation.request_id, cold_start=invocation.cold_start,
-        wait_s=max(0.0, result.started_at - dispatched_at) if dispatched_at else 0.0,
+        wait_s=max(0.0, result.started_at - dispatched) if dispatched is not None else 0.0,
         figures=dataclasses.replace(result.figures, memory_mb=invocation.memory_mb),
     )
     # The facts go beside job.json (a retry overwrites them); the Map keeps only a summary.
@@ -627,12 +630,8 @@ def check_running_jobs(
 
 
 def _epoch_of(iso: str) -> float:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return time.time()
+    found = epoch_of(iso)
+    return found if found is not None else time.time()
 
 
 def error_from_workflow(error: dict[str, Any] | None) -> PipelineError:

@@ -24,6 +24,14 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def epoch_of(iso: str | None) -> float | None:
+    """An ISO 8601 time ("2026-11-30T18:00:00.123Z": ours, Step Functions') as epoch seconds."""
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp() if iso else None
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class StageFigures:
     """What a stage cost: the same fields for the split, each chunk, and the merge."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -20,18 +18,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
     result = encode_chunk(
         event["job_id"], chunk, buckets=buckets(), store=job_store(),
         attempt=int(event.get("attempt", 0)), invocation=invocation(context),
-        dispatched_at=_epoch(event.get("entered_at")),
+        dispatched_at=event.get("entered_at"),
     )
     metrics.add_metric(name="ChunkEncodeSeconds", unit=MetricUnit.Seconds, value=result["wall_s"])
     logger.info("chunk encoded", extra={"result": result})
     return result
 
-
-def _epoch(iso: str | None) -> float | None:
-    """Step Functions' EnteredTime ("2026-11-30T18:00:00.123Z") as epoch seconds."""
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
