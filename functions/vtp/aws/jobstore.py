@@ -165,20 +165,17 @@ class DynamoJobStore:
         return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
 
     def _scan(self) -> list[dict[str, Any]]:
-        items: list[dict] = []
-        kwargs: dict[str, Any] = {}
-        while True:
-            page = self.table.scan(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return [_from_dynamo(item) for item in items]
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._all_pages(self.table.scan)
 
     def _query(self, index: str, condition) -> list[dict[str, Any]]:
+        return self._all_pages(self.table.query, IndexName=index, KeyConditionExpression=condition)
+
+    @staticmethod
+    def _all_pages(call, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a scan or query, page after page (the table resource has no paginator)."""
         items: list[dict] = []
-        kwargs: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition}
         while True:
-            page = self.table.query(**kwargs)
+            page = call(**kwargs)
             items.extend(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return [_from_dynamo(item) for item in items]
