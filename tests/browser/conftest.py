@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +24,8 @@ from typing import Any, Iterator
 from urllib.parse import unquote, urlsplit
 
 import pytest
+
+from tests.support.commands import vtp_command
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample_media" / "big_buck_bunny_720p_16s.mp4"
@@ -57,11 +58,6 @@ class Site:
 
     def errors_since(self, start: int) -> list[tuple[str, int]]:
         return [(path, status) for path, status in self.log[start:] if status >= 400]
-
-
-def vtp_command() -> list[str]:
-    script = Path(sys.executable).parent / "vtp"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "vtp.cli"]
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,18 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.commands import PROGRESS, vtp_command
 from tests.corpus.cases import CASES, Case, Made
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "test-results"
 # Fast settings: the cheapest x264 preset, two workers, a small ladder (640x360 sources get both rungs).
 FAST = ("--preset", "ultrafast", "--workers", "2", "--ladder", "360p,240p")
-PROGRESS = re.compile(r"\d+/\d+ \d+:\d\d:\d\d\s*$")  # a rich progress bar line
-
-
-def vtp_command() -> list[str]:
-    script = Path(sys.executable).parent / "vtp"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "vtp.cli"]
 
 
 @dataclass

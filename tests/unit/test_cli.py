@@ -7,22 +7,17 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.commands import PROGRESS, vtp_command
+
 # Fast settings: several chunks from a 6 s clip, the cheapest x264 preset.
 FAST = ["--preset", "ultrafast", "--gop", "1", "--chunk", "2", "--segment", "2", "--workers", "2"]
 
 # A rich progress bar line ends with "done/total elapsed", e.g. "a.mp4 split  ━━━━ 3/3 0:00:00".
-PROGRESS = re.compile(r"\d+/\d+ \d+:\d\d:\d\d\s*$")
-
-
-def vtp_command() -> list[str]:
-    script = Path(sys.executable).parent / "vtp"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "vtp.cli"]
 
 
 @dataclass
