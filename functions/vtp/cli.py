@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from vtp.core.config import Limits, PipelineConfig, RateControl, ladder_from_names
+from vtp.core.config import AutoLadder, Limits, PipelineConfig, RateControl, ladder_setting
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobstore import JobStatus
 from vtp.core.manifest import REPORT, Manifest
@@ -63,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 def add_encoding_options(parser: argparse.ArgumentParser) -> None:
     defaults = PipelineConfig()
     group = parser.add_argument_group("encoding")
-    group.add_argument("--ladder", help="rungs, e.g. 1080p,720p,480p,360p (default)")
+    group.add_argument(
+        "--ladder", default="auto",
+        help="auto: fitted to each title (default); fixed: 1080p,720p,480p,360p at fixed CRF; or rung names, e.g. 720p,360p",
+    )
+    group.add_argument("--top-vmaf", type=float, default=defaults.auto.top_vmaf,
+                       help="a fitted ladder's top-rung VMAF target (default %(default)g)")
     group.add_argument("--gop", type=float, default=defaults.gop_s, help="keyframe interval, s (default %(default)s)")
     group.add_argument("--chunk", type=float, default=defaults.chunk_s, help="chunk length, s (default %(default)s)")
     group.add_argument("--segment", type=float, default=defaults.segment_s, help="HLS/DASH segment, s (default %(default)s)")
@@ -86,8 +92,8 @@ def config_from(args: argparse.Namespace) -> PipelineConfig:
         "preset": args.preset,
         "rate_control": RateControl(args.rate_control),
     }
-    if args.ladder:
-        changes["ladder"] = ladder_from_names(args.ladder)
+    changes.update(ladder_setting(args.ladder))
+    changes["auto"] = dataclasses.replace(AutoLadder(), top_vmaf=args.top_vmaf)
     try:
         max_width, max_height = (int(part) for part in args.max_resolution.lower().split("x"))
     except ValueError:

@@ -37,13 +37,15 @@ ENV_SPLITTER_FAULTS = "VTP_TEST_SPLITTER_FAULTS"
 SPLITTER_MEMORY_MB = 1769  # one vCPU: the keyframe seeks run in parallel
 DEFAULT_ENCODER_MEMORY_MB = 3008  # the EncoderMemoryMB parameter's default: deploys on any account
 MERGER_MEMORY_MB = 1024
+ANALYSER_MEMORY_MB = 3008  # a chunk's trial encodes and their scoring run side by side
+LADDER_MEMORY_MB = 512  # fits the ladder from the analyses: no media
 FAILURE_MEMORY_MB = 512
 WATCHDOG_MEMORY_MB = 256
 
 # Pipeline settings the functions read from their environment (vtp.core.config).
 SETTING_NAMES = (
     "VTP_LADDER", "VTP_GOP_S", "VTP_CHUNK_S", "VTP_SEGMENT_S", "VTP_PRESET", "VTP_RATE_CONTROL",
-    "VTP_MAX_BYTES", "VTP_MAX_DURATION_S",
+    "VTP_MAX_BYTES", "VTP_MAX_DURATION_S", "VTP_TOP_VMAF",
 )
 
 # --- stack outputs (read by `vtp status --aws`, testing/localstack/run.py, the tests) ----

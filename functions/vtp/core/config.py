@@ -11,6 +11,14 @@ from typing import Any
 from vtp.core.errors import ErrorCode, PipelineError
 
 
+class LadderMode(StrEnum):
+    # Fitted to each title (vtp.core.ladder): analysis of sampled frames, rungs on the convex
+    # hull for quality targets, capped VBR, a rate factor per chunk.
+    AUTO = "auto"
+    # The same rungs (`ladder`) for every title, at their fixed rate factors.
+    FIXED = "fixed"
+
+
 class RateControl(StrEnum):
     # Constant quality (CRF). Chunked CRF matches a single pass (measured), so it is the default.
     CRF = "crf"
@@ -68,9 +76,48 @@ class Limits:
     max_chunk_frames: int = 9000
 
 
+# Candidate sizes of a fitted ladder (never above the source's), and each one's bit rate cap.
+AUTO_CAPS_KBPS: dict[int, int] = {2160: 40000, 1440: 24000, 1080: 16000, 720: 8000, 480: 4000, 360: 2500}
+
+
+@dataclass(frozen=True)
+class AutoLadder:
+    """How a ladder is fitted to a title (vtp.core.ladder, vtp.core.analysis)."""
+
+    top_vmaf: float = 95.0  # the top rung's quality target
+    vmaf_step: float = 8.0  # each rung's target this much below the one above it
+    min_vmaf: float = 50.0  # no rung is aimed lower
+    max_rungs: int = 5
+    # A rung is dropped where it saves too little over the rung above it (bit rate ratio).
+    min_rate_step: float = 1.5
+    resolutions: int = 4  # candidate sizes analysed: the largest that fit the source
+    crfs: tuple[float, ...] = (18.0, 26.0, 34.0)  # rate factors each candidate is tried at
+    frames: int = 5  # frames per analysis window (the middle ones are scored)
+    windows_per_chunk: int = 1
+    min_windows: int = 2  # a title of one chunk has two
+    # The share of a chunk's own analysis in its rate factor (0: the title's for every chunk).
+    chunk_weight: float = 0.5
+    max_chunk_offset: float = 4.0  # how far a chunk's rate factor may move from the rung's
+    # Capped VBR: peak rate and buffer as multiples of the rung's fitted average rate.
+    maxrate_ratio: float = 1.2
+    bufsize_ratio: float = 1.0
+    caps_kbps: dict[int, int] = field(default_factory=lambda: dict(AUTO_CAPS_KBPS))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AutoLadder":
+        data = dict(data)
+        if "crfs" in data:
+            data["crfs"] = tuple(data["crfs"])
+        if "caps_kbps" in data:
+            data["caps_kbps"] = {int(k): int(v) for k, v in data["caps_kbps"].items()}
+        return cls(**data)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
-    ladder: tuple[Rung, ...] = DEFAULT_LADDER
+    ladder_mode: LadderMode = LadderMode.AUTO
+    ladder: tuple[Rung, ...] = DEFAULT_LADDER  # the fixed ladder
+    auto: AutoLadder = field(default_factory=AutoLadder)
     gop_s: float = 2.0
     chunk_s: float = 12.0  # a whole number of segments: a segment never spans two chunks
     segment_s: float = 4.0
@@ -109,6 +156,10 @@ class PipelineConfig:
             problems.append(f"segment length {self.segment_s} s is not a multiple of the GOP {self.gop_s} s")
         elif not _is_multiple(self.chunk_s, self.segment_s):
             problems.append(f"chunk length {self.chunk_s} s is not a multiple of the segment {self.segment_s} s")
+        auto = self.auto
+        if not (0 < auto.top_vmaf <= 100 and auto.vmaf_step > 0 and auto.max_rungs >= 1 and auto.min_rate_step >= 1
+                and len(auto.crfs) >= 2 and auto.frames >= 3 and auto.windows_per_chunk >= 1 and auto.resolutions >= 1):
+            problems.append("the fitted ladder's settings are out of range (VMAF target 0-100, 2+ rate factors, 3+ frames)")
         if self.quality_samples < 0 or self.quality_max_stride < 1:
             problems.append("quality samples must be 0 (off) or more, and the sampling stride 1 segment or more")
         if not (math.isfinite(self.max_preroll_s) and self.max_preroll_s >= 0):
@@ -135,6 +186,8 @@ class PipelineConfig:
         data["ladder"] = tuple(Rung(**rung) for rung in data["ladder"]) if "ladder" in data else DEFAULT_LADDER
         data["limits"] = Limits(**data.get("limits", {}))
         data["rate_control"] = RateControl(data.get("rate_control", RateControl.CRF))
+        data["ladder_mode"] = LadderMode(data.get("ladder_mode", LadderMode.AUTO))
+        data["auto"] = AutoLadder.from_dict(data.get("auto", {}))
         return cls(**data)
 
 
@@ -142,7 +195,12 @@ def config_from_environment(environ: dict[str, str]) -> PipelineConfig:
     """Settings of a deployed pipeline, from the Lambdas' environment (unset: defaults)."""
     changes: dict[str, Any] = {}
     if environ.get("VTP_LADDER"):
-        changes["ladder"] = ladder_from_names(environ["VTP_LADDER"])
+        changes.update(ladder_setting(environ["VTP_LADDER"]))
+    if environ.get("VTP_TOP_VMAF"):
+        try:
+            changes["auto"] = AutoLadder(top_vmaf=float(environ["VTP_TOP_VMAF"]))
+        except ValueError:
+            raise PipelineError(ErrorCode.INVALID_CONFIG, f"VTP_TOP_VMAF={environ['VTP_TOP_VMAF']!r} is not a number") from None
     for name, field_name in (("VTP_GOP_S", "gop_s"), ("VTP_CHUNK_S", "chunk_s"), ("VTP_SEGMENT_S", "segment_s")):
         if environ.get(name):
             try:
@@ -166,6 +224,16 @@ def config_from_environment(environ: dict[str, str]) -> PipelineConfig:
     if limits:
         changes["limits"] = dataclasses.replace(Limits(), **limits)
     return PipelineConfig(**changes)
+
+
+def ladder_setting(value: str) -> dict[str, Any]:
+    """'auto' (fitted), 'fixed' (the default rungs) or rung names ('1080p,720p': fixed)."""
+    value = value.strip().lower()
+    if value == LadderMode.AUTO:
+        return {"ladder_mode": LadderMode.AUTO}
+    if value == LadderMode.FIXED:
+        return {"ladder_mode": LadderMode.FIXED}
+    return {"ladder_mode": LadderMode.FIXED, "ladder": ladder_from_names(value)}
 
 
 def ladder_from_names(names: str) -> tuple[Rung, ...]:

@@ -126,28 +126,45 @@ def job_cost(
         encode_s = chunk_figures.cpu_s / (contract.DEFAULT_ENCODER_MEMORY_MB / LAMBDA_MB_PER_VCPU)
         merge_s = max(stages.merge.cpu_s, stages.merge.wall_s)
         memory = {"split": contract.SPLITTER_MEMORY_MB, "encode": contract.DEFAULT_ENCODER_MEMORY_MB,
-                  "merge": contract.MERGER_MEMORY_MB}
+                  "merge": contract.MERGER_MEMORY_MB, "analyse": contract.ANALYSER_MEMORY_MB,
+                  "fit": contract.LADDER_MEMORY_MB}
+        analyse_s = (stages.analyse.sum.cpu_s if stages.analyse else 0.0) / (memory["analyse"] / LAMBDA_MB_PER_VCPU)
+        fit_s = stages.fit.cpu_s if stages.fit else 0.0
     else:
         split_s, encode_s, merge_s = stages.split.wall_s, chunk_figures.wall_s, stages.merge.wall_s
         memory = {"split": stages.split.memory_mb or contract.SPLITTER_MEMORY_MB,
                   "encode": max((bar.memory_mb for bar in chunks), default=0) or contract.DEFAULT_ENCODER_MEMORY_MB,
-                  "merge": stages.merge.memory_mb or contract.MERGER_MEMORY_MB}
-    invocations = 2 + sum(1 + bar.attempt for bar in chunks)
+                  "merge": stages.merge.memory_mb or contract.MERGER_MEMORY_MB,
+                  "analyse": (stages.analyse.max.memory_mb if stages.analyse else 0) or contract.ANALYSER_MEMORY_MB,
+                  "fit": (stages.fit.memory_mb if stages.fit else 0) or contract.LADDER_MEMORY_MB}
+        analyse_s = stages.analyse.sum.wall_s if stages.analyse else 0.0
+        fit_s = stages.fit.wall_s if stages.fit else 0.0
+    analysed = stages.analyse.chunks if stages.analyse else 0
+    fitted = 1 if stages.fit else 0
+    invocations = 2 + sum(1 + bar.attempt for bar in chunks) + analysed + fitted
     lines = [
         _line("Lambda splitter", split_s * memory["split"] / 1024, f"GB-s at {memory['split']} MB", prices.lambda_gb_s),
         _line("Lambda encoders", encode_s * memory["encode"] / 1024, f"GB-s at {memory['encode']} MB", prices.lambda_gb_s),
         _line("Lambda merger", merge_s * memory["merge"] / 1024, f"GB-s at {memory['merge']} MB", prices.lambda_gb_s),
+        *([_line("Lambda ladder analysis", analyse_s * memory["analyse"] / 1024, f"GB-s at {memory['analyse']} MB",
+                 prices.lambda_gb_s),
+           _line("Lambda ladder fit", fit_s * memory["fit"] / 1024, f"GB-s at {memory['fit']} MB", prices.lambda_gb_s)]
+          if analysed else []),
         _line("Lambda requests", invocations, "invocations", prices.lambda_request),
-        _line("Step Functions", MAIN_TRANSITIONS + sum(1 + bar.attempt for bar in chunks), "state transitions",
-              prices.sfn_transition),
-        _line("S3 PUT requests", _puts(stages, chunk_figures, len(chunks), report_objects), "requests", prices.s3_put),
+        # The analysis map, its items, and the fit (a fitted ladder).
+        _line("Step Functions", MAIN_TRANSITIONS + sum(1 + bar.attempt for bar in chunks) + (analysed + 2 if analysed else 0),
+              "state transitions", prices.sfn_transition),
+        # Each analysis result, and the fitted job.json.
+        _line("S3 PUT requests", _puts(stages, chunk_figures, len(chunks), report_objects) + analysed + fitted,
+              "requests", prices.s3_put),
         _line("S3 GET requests", _gets(stages, chunk_figures, len(chunks)), "requests", prices.s3_get),
         _line("S3 storage, one month", stored_bytes / 1e9, "GB-month", prices.s3_gb_month),
         _line("DynamoDB writes", 3 + len(chunks), "write request units", prices.dynamodb_write),
         _line("EventBridge", 1, "events", prices.eventbridge_event),
     ]
     mediaconvert, basis = _mediaconvert(renditions, frame_rate, prices)
-    cpu_s = stages.split.cpu_s + chunk_figures.cpu_s + stages.merge.cpu_s
+    cpu_s = stages.split.cpu_s + chunk_figures.cpu_s + stages.merge.cpu_s + \
+        (stages.analyse.sum.cpu_s if stages.analyse else 0.0) + (stages.fit.cpu_s if stages.fit else 0.0)
     note = region_note + (
         "Local job: CPU-seconds on this machine; the AWS lines estimate the same work on the stack's default "
         "memory sizes (a stage's CPU-seconds over the vCPUs its memory buys)."

@@ -38,7 +38,7 @@ from vtp.core import fmp4
 from vtp.core.config import PipelineConfig, RateControl
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
-from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition
+from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, ChunkRates, Rendition
 from vtp.core.probe import SourceInfo, first_framecrc_time
 from vtp.core.quality import RungScores, reference_chain, sample_times, score_chunk
 from vtp.core.source import Source
@@ -173,6 +173,7 @@ class ChunkResult:
     source_damage: str = ""
     quality: dict[str, RungScores] | None = None  # per rung: the scored frames (vtp.core.quality)
     quality_figures: StageFigures | None = None  # the scorer's own process (its CPU is in `figures`)
+    rates: ChunkRates | None = None  # a fitted ladder: this chunk's rate factor per rung, and its basis
 
     @property
     def first_frame(self) -> int:
@@ -192,6 +193,7 @@ class ChunkResult:
             "source_damage": self.source_damage,
             "quality": {name: scores.to_dict() for name, scores in self.quality.items()} if self.quality else None,
             "quality_figures": self.quality_figures.to_dict() if self.quality_figures else None,
+            "rates": self.rates.to_dict() if self.rates else None,
         }
 
     @classmethod
@@ -211,11 +213,16 @@ class ChunkResult:
             quality={name: RungScores.from_dict(scores) for name, scores in data["quality"].items()}
             if data.get("quality") else None,
             quality_figures=StageFigures.from_dict(data["quality_figures"]) if data.get("quality_figures") else None,
+            rates=ChunkRates.from_dict(data["rates"]) if data.get("rates") else None,
         )
 
 
-def encoder_options(rendition: Rendition, info: SourceInfo, config: PipelineConfig) -> dict[str, object]:
-    """x264 settings shared by the pipeline and the single-ffmpeg benchmark baseline."""
+def encoder_options(
+    rendition: Rendition, info: SourceInfo, config: PipelineConfig, *, crf: float | None = None, capped: bool = True
+) -> dict[str, object]:
+    """x264 settings shared by the pipeline, the ladder's analysis and the single-ffmpeg
+    benchmark baseline. `crf`: this chunk's rate factor (else the rung's); `capped`: a fitted
+    rung's VBV cap (the analysis measures the uncapped curve)."""
     fps = max(info.video.fps, 1.0)
     keyint_cap = 10 * math.ceil(config.gop_s * fps)  # forced keyframes set the real GOP
     options: dict[str, object] = {
@@ -228,16 +235,27 @@ def encoder_options(rendition: Rendition, info: SourceInfo, config: PipelineConf
         "x264-params": f"keyint={keyint_cap}:min-keyint=1:scenecut=0:open-gop=0:stitchable=1",
         "fps_mode": "passthrough",
     }
+    rate_factor = _crf_value(crf if crf is not None else rendition.crf)
     bitrate = rendition.bitrate_kbps
-    if config.rate_control is RateControl.CRF:
-        options["crf"] = rendition.crf
+    if rendition.maxrate_kbps:
+        # A fitted rung: capped VBR, so that no segment spikes far above the rung's average.
+        options["crf"] = rate_factor
+        if capped:
+            options.update({"maxrate": f"{rendition.maxrate_kbps}k", "bufsize": f"{rendition.bufsize_kbps}k"})
+    elif config.rate_control is RateControl.CRF:
+        options["crf"] = rate_factor
     elif config.rate_control is RateControl.CAPPED_CRF:
-        options.update({"crf": rendition.crf, "maxrate": f"{bitrate}k", "bufsize": f"{2 * bitrate}k"})
+        options.update({"crf": rate_factor, "maxrate": f"{bitrate}k", "bufsize": f"{2 * bitrate}k"})
     else:
         options.update({"b:v": f"{bitrate}k", "maxrate": f"{bitrate * 3 // 2}k", "bufsize": f"{2 * bitrate}k"})
     if config.encoder_threads:
         options["threads"] = config.encoder_threads
     return options
+
+
+def _crf_value(crf: float) -> int | float:
+    """Whole rate factors as integers: the fixed ladder's arguments stay as they were."""
+    return int(crf) if float(crf).is_integer() else round(float(crf), 2)
 
 
 def picture_chain(stream, info: SourceInfo):
@@ -355,7 +373,7 @@ class _Outputs:
 
 def encode_args(
     source: Source, chunk: Chunk, renditions: tuple[Rendition, ...], info: SourceInfo, config: PipelineConfig,
-    outputs: _Outputs,
+    outputs: _Outputs, rates: ChunkRates | None = None,
 ) -> list[str]:
     video = info.video
     time_base = Fraction(video.time_base)
@@ -403,7 +421,7 @@ def encode_args(
     nodes = []
     keyframe_times = ",".join(f"{t:.6f}" for t in _grid(chunk.start_s, chunk.end_s or info.duration_s + config.gop_s, config.gop_s))
     for rendition in renditions:
-        options = encoder_options(rendition, info, config)
+        options = encoder_options(rendition, info, config, crf=rates.crf.get(rendition.name) if rates else None)
         options.update({
             # The first frame at or after each grid time becomes a keyframe (absolute times:
             # an expression's `t` counts from the chunk's first frame, which may be late).
@@ -555,6 +573,7 @@ def encode_chunk(
     output: ObjectStore,
     prefix: str = "",
     upload_workers: int = 8,
+    rates: ChunkRates | None = None,
 ) -> ChunkResult:
     """Encode `chunk` and write its segments under `prefix` in `output`; return its facts."""
     started_at = time.time()
@@ -572,7 +591,7 @@ def encode_chunk(
         # The audio is a small process of its own beside the video's.
         audio_job = side.submit(_encode_audio, source, chunk, info, config, outputs.audio) if info.has_audio else None
         with _tool_errors(f"encoding {chunk.name}"):
-            result = run_ffmpeg(encode_args(source, chunk, renditions, info, config, outputs))
+            result = run_ffmpeg(encode_args(source, chunk, renditions, info, config, outputs, rates))
         audio_track, audio_runs = audio_job.result() if audio_job else (None, [])
     audio_reads = sum((io_stats(r) for r in audio_runs), IoStats())
     reads = audio_reads + io_stats(result)
@@ -652,6 +671,7 @@ def encode_chunk(
         source_damage=damage,
         quality=scores,
         quality_figures=scoring,
+        rates=rates,
     )
 
 

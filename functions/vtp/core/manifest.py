@@ -96,11 +96,16 @@ class Stages:
     # The audio is encoded by the chunk encoders, each its own range beside its video: its
     # part of their figures (sum and max over the chunks; wall time runs beside the video's).
     audio: EncodeFigures | None = None
+    # A fitted ladder's analysis (one task per chunk, before the encoders) and the fitting.
+    analyse: EncodeFigures | None = None
+    fit: StageFigures | None = None
 
     @property
     def critical_path_s(self) -> float:
-        """Split, then the map (audio is encoded inside the chunk encoders), then the merge."""
-        return self.split.wall_s + (self.encode.span_s if self.encode else 0.0) + self.merge.wall_s
+        """Split, the analysis map and the fit (a fitted ladder), then the encode map (audio is
+        encoded inside the chunk encoders), then the merge."""
+        analysis = (self.analyse.span_s if self.analyse else 0.0) + (self.fit.wall_s if self.fit else 0.0)
+        return self.split.wall_s + analysis + (self.encode.span_s if self.encode else 0.0) + self.merge.wall_s
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +113,8 @@ class Stages:
             "encode": self.encode.to_dict() if self.encode else None,
             "audio": {"in_encoders": True, **(self.audio.to_dict() if self.audio else {})},
             "merge": self.merge.to_dict(),
+            "analyse": self.analyse.to_dict() if self.analyse else None,
+            "fit": self.fit.to_dict() if self.fit else None,
             "critical_path_s": round(self.critical_path_s, 3),
             "total_s": round(self.total_s, 3),
         }
@@ -118,7 +125,9 @@ class Stages:
         audio = data.get("audio") or {}
         audio_figures = EncodeFigures.from_dict(audio) if "sum" in audio else None
         return cls(StageFigures.from_dict(data["split"]), encode, StageFigures.from_dict(data["merge"]),
-                   data["total_s"], audio_figures)
+                   data["total_s"], audio_figures,
+                   EncodeFigures.from_dict(data["analyse"]) if data.get("analyse") else None,
+                   StageFigures.from_dict(data["fit"]) if data.get("fit") else None)
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,11 @@ class RenditionEntry:
     # Measured in the encoders (vtp.core.quality): vmaf_mean, vmaf_p5, vmaf_worst_chunk, psnr_db,
     # ssim, frames_scored, sampling; None where it was not measured.
     quality: dict[str, Any] | None = None
+    # A fitted rung: its VMAF target, its cap (maxrate), and its rate factor: the rung's and
+    # the range its chunks used; None for the fixed ladder's.
+    target_vmaf: float | None = None
+    maxrate_kbps: int = 0
+    rate_factor: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,9 @@ class Manifest:
     where: str = "local"  # local or aws
     timeline: JobTimeline | None = None
     cost: dict[str, Any] | None = None  # vtp.core.cost.JobCost.to_dict()
+    # How the ladder was made: {"mode": "fixed"}, or a fitted one's targets, candidates' curves,
+    # dropped rungs and analysis (vtp.core.ladder).
+    ladder: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,6 +251,7 @@ class Manifest:
             "where": self.where,
             "timeline": self.timeline.to_dict() if self.timeline else None,
             "cost": self.cost,
+            "ladder": self.ladder,
         }
         if self.status == "FAILED":
             data["error"] = self.error
@@ -259,6 +277,7 @@ class Manifest:
             where=data.get("where", "local"),
             timeline=JobTimeline.from_dict(data["timeline"]) if data.get("timeline") else None,
             cost=data.get("cost"),
+            ladder=data.get("ladder"),
             schema_version=data.get("schema_version", SCHEMA_VERSION),
         )
 

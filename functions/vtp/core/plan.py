@@ -32,12 +32,16 @@ class Rendition:
     name: str
     width: int
     height: int
-    bitrate_kbps: int
-    crf: int
+    bitrate_kbps: int  # the fixed ladder's nominal rate; a fitted rung's predicted average
+    crf: float  # the rung's rate factor (a fitted ladder's chunks each have their own: ChunkRates)
     # Pixel aspect ratio that keeps the source's display aspect exactly: rounding sizes to
     # even numbers (854x480, 426x240) changes the picture's own ratio slightly, and DASH
     # requires one display aspect ratio across an adaptation set.
     sample_aspect: str = "1/1"
+    # A fitted rung: its VMAF target, and capped VBR (0: uncapped, the fixed ladder's CRF).
+    target_vmaf: float | None = None
+    maxrate_kbps: int = 0
+    bufsize_kbps: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,33 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class ChunkRates:
+    """A chunk's own rate factor per rung (a fitted ladder), and what it was chosen from."""
+
+    index: int
+    crf: dict[str, float]
+    basis: str  # "chunk": its own analysis; "title": the rung's (no analysis of this chunk)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ChunkRates":
+        return cls(data["index"], dict(data["crf"]), data["basis"])
+
+
+@dataclass(frozen=True)
 class JobPlan:
     renditions: tuple[Rendition, ...]
     chunks: tuple[Chunk, ...]
+    rates: tuple[ChunkRates, ...] = ()  # per chunk (a fitted ladder); empty: each rung's crf
+    fit: dict[str, Any] | None = None  # how the ladder was fitted (vtp.core.ladder.LadderFit)
+
+    def rates_for(self, index: int) -> ChunkRates:
+        for rates in self.rates:
+            if rates.index == index:
+                return rates
+        return ChunkRates(index, {r.name: r.crf for r in self.renditions}, "title")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,6 +101,8 @@ class JobPlan:
         return cls(
             renditions=tuple(Rendition(**r) for r in data["renditions"]),
             chunks=tuple(Chunk.from_dict(c) for c in data["chunks"]),
+            rates=tuple(ChunkRates.from_dict(r) for r in data.get("rates", ())),
+            fit=data.get("fit"),
         )
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Iterator
 
-from vtp.core.config import PipelineConfig
+from vtp.core.analysis import ChunkAnalysis
+from vtp.core.config import LadderMode, PipelineConfig
 from vtp.core.cost import job_cost
 from vtp.core.encode import AUDIO_NAME, THUMBNAILS_DIR, ChunkResult, TrackFacts, init_key, segment_key
 from vtp.core.errors import ErrorCode, PipelineError
@@ -281,6 +282,7 @@ def publish(
     split_cold_start: bool | None = None,
     merge_cold_start: bool | None = None,
     report_objects: int = 0,
+    analyses: tuple[ChunkAnalysis, ...] = (),
 ) -> Manifest:
     """Check the chunks, write every playlist, the MPD and the VTT; return the manifest to write last.
 
@@ -328,12 +330,17 @@ def publish(
     )
     encode = _encode_figures(results)
     poster = next((r.poster for r in results if r.poster), None)
+    fit_figures, fit_started_at = fit_step(plan)
     figures = Stages(split=split, encode=encode, merge=merge, total_s=time.time() - started_at,
-                     audio=_audio_figures(results))
+                     audio=_audio_figures(results), analyse=analysis_figures(analyses), fit=fit_figures)
     clock = job_timeline(started_at=started_at, split=split, results=results, merge=merge,
                          merge_started_at=merge_started_at, split_worker=split_worker, merge_worker=merge_worker,
-                         split_cold_start=split_cold_start, merge_cold_start=merge_cold_start)
-    renditions = tuple(_rendition_entry(r, video[r.name], _quality(results, r.name, info, config)) for r in plan.renditions)
+                         split_cold_start=split_cold_start, merge_cold_start=merge_cold_start,
+                         analyses=tuple(analyses), fit=fit_figures, fit_started_at=fit_started_at)
+    renditions = tuple(
+        _rendition_entry(r, video[r.name], _quality(results, r.name, info, config), _rate_factor(results, r))
+        for r in plan.renditions
+    )
     stored = encode.sum.bytes_written + written
     cost = job_cost(where=where, stages=figures, bars=clock.bars, renditions=renditions,
                     frame_rate=float(frame_rate), stored_bytes=stored, report_objects=report_objects)
@@ -355,11 +362,46 @@ def publish(
             "init_segments": ",".join(init_key(n) for n in [*video, *([AUDIO_NAME] if audio else [])]),
             "report": REPORT,
         },
-        settings=_settings(config, renditions[0].quality["sampling"] if renditions[0].quality else None),
+        settings=_settings(config, renditions[0].quality["sampling"] if renditions[0].quality else None,
+                           fitted=plan.fit is not None),
         where=where,
         timeline=clock,
         cost=cost.to_dict(),
+        ladder=ladder_summary(plan, config),
     )
+
+
+def ladder_summary(plan: JobPlan, config: PipelineConfig) -> dict[str, Any]:
+    """The manifest's `ladder`: how the rungs were chosen."""
+    if plan.fit is None:
+        reason = "" if config.ladder_mode is LadderMode.FIXED else " (no quality scorer to fit one with)"
+        return {"mode": "fixed", "note": f"the same rungs for every title{reason}"}
+    return plan.fit
+
+
+def fit_step(plan: JobPlan) -> tuple[StageFigures | None, float | None]:
+    """The fitting step's figures and start (epoch seconds), which the fit keeps in the plan."""
+    step = (plan.fit or {}).get("step")
+    if not step:
+        return None, None
+    return StageFigures.from_dict(step), step.get("started_at")
+
+
+def analysis_figures(analyses: tuple[ChunkAnalysis, ...] | list[ChunkAnalysis]) -> EncodeFigures | None:
+    if not analyses:
+        return None
+    figures = [a.figures for a in analyses]
+    span = max(a.ended_at for a in analyses) - min(a.started_at for a in analyses)
+    return EncodeFigures(len(figures), sum(figures, StageFigures()), StageFigures.peak(figures), span)
+
+
+def _rate_factor(results: list[ChunkResult], rendition: Rendition) -> dict[str, float] | None:
+    """A fitted rung's rate factor, and the range of its chunks' own."""
+    if not rendition.maxrate_kbps:
+        return None
+    used = [r.rates.crf[rendition.name] for r in results if r.rates and rendition.name in r.rates.crf]
+    return {"rung": rendition.crf, "chunk_min": min(used, default=rendition.crf),
+            "chunk_max": max(used, default=rendition.crf)}
 
 
 @contextmanager
@@ -410,7 +452,8 @@ def _source_summary(info: SourceInfo, top: Timeline) -> dict[str, Any]:
     }
 
 
-def _rendition_entry(rendition: Rendition, track: Timeline, quality: dict[str, Any] | None = None) -> RenditionEntry:
+def _rendition_entry(rendition: Rendition, track: Timeline, quality: dict[str, Any] | None = None,
+                     rate_factor: dict[str, float] | None = None) -> RenditionEntry:
     return RenditionEntry(
         name=rendition.name,
         width=rendition.width,
@@ -426,6 +469,9 @@ def _rendition_entry(rendition: Rendition, track: Timeline, quality: dict[str, A
         segments=len(track.segments),
         hls_playlist=f"{rendition.name}/{MEDIA_PLAYLIST}",
         quality=quality,
+        target_vmaf=rendition.target_vmaf,
+        maxrate_kbps=rendition.maxrate_kbps,
+        rate_factor=rate_factor,
     )
 
 
@@ -452,11 +498,12 @@ def _audio_entry(track: Timeline, config: PipelineConfig) -> AudioEntry:
     )
 
 
-def _settings(config: PipelineConfig, quality_sampling: str | None) -> dict[str, Any]:
+def _settings(config: PipelineConfig, quality_sampling: str | None, *, fitted: bool) -> dict[str, Any]:
     return {
         "video_codec": config.video_codec,
         "preset": config.preset,
-        "rate_control": str(config.rate_control),
+        "ladder": "auto" if fitted else "fixed",
+        "rate_control": "capped_vbr" if fitted else str(config.rate_control),
         "gop_s": config.gop_s,
         "chunk_s": config.chunk_s,
         "segment_s": config.segment_s,

@@ -2,6 +2,9 @@
 
 - `inspect`: size, header, first frames, keyframes at the chunk boundaries -> the plan
   (the splitter's work: reads a few ranged pieces of the source, never all of it);
+- `analyse_chunk` and `fit_ladder` (a fitted ladder only): a few frames of each chunk tried
+  at every candidate size and rate factor -> the rungs and each chunk's rate factors (the
+  analysis map's work, then the fitting step's);
 - `encode_chunk`: one chunk's time range of the source -> its final segments, written
   under the job's output prefix, and its facts (the encoders' work);
 - `publish`: the chunks' facts -> checks, playlists, MPD, thumbnail track, manifest (the
@@ -10,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import FIRST_EXCEPTION, Executor, wait
 from contextlib import contextmanager
@@ -18,18 +22,23 @@ from typing import Any, Callable, Iterator
 
 from vtp.core import encode as encode_stage
 from vtp.core import probe, validate
-from vtp.core.config import PipelineConfig
+from vtp.core.analysis import ChunkAnalysis, analyse_chunk
+from vtp.core.config import LadderMode, PipelineConfig
 from vtp.core.encode import ChunkResult
 from vtp.core.errors import ErrorCode, PipelineError
+from vtp.core import ladder
 from vtp.core.manifest import StageFigures
 from vtp.core.plan import Chunk, JobPlan, plan_job
 from vtp.core.probe import SourceInfo
 from vtp.core.publish import publish
 from vtp.core.source import Source
 from vtp.core.storage import ObjectStore
-from vtp.core.tools import FfmpegFailed, IoStats
+from vtp.core.tools import FfmpegFailed, IoStats, vmaf_binary
 
-__all__ = ["inspect", "encode_chunk", "publish", "run_all", "stage_errors"]
+__all__ = [
+    "inspect", "needs_analysis", "analysis_chunks", "analyse_chunk", "fit", "ChunkAnalysis", "encode_chunk",
+    "publish", "run_all", "stage_errors",
+]
 
 
 @contextmanager
@@ -64,6 +73,25 @@ def inspect(source: Source, config: PipelineConfig, *, workers: int = 8) -> tupl
     return info, plan, figures
 
 
+def needs_analysis(config: PipelineConfig) -> bool:
+    """A fitted ladder is analysed first; it needs the scorer (without one: the fixed ladder)."""
+    return config.ladder_mode is LadderMode.AUTO and vmaf_binary() is not None
+
+
+def analysis_chunks(plan: JobPlan) -> tuple[Chunk, ...]:
+    """The chunks analysed: every one (each gets its own rate factors)."""
+    return plan.chunks
+
+
+def fit(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses: list[ChunkAnalysis], *,
+        memory_mb: int = 0) -> JobPlan:
+    """The fitted ladder (`ladder.fit_ladder`), with what fitting it cost in `plan.fit["step"]`."""
+    started_at, started, cpu = time.time(), time.monotonic(), time.process_time()
+    fitted = ladder.fit_ladder(info, plan, config, analyses)
+    step = StageFigures(wall_s=time.monotonic() - started, cpu_s=time.process_time() - cpu, memory_mb=memory_mb)
+    return dataclasses.replace(fitted, fit={**(fitted.fit or {}), "step": {**step.to_dict(), "started_at": started_at}})
+
+
 def encode_chunk(
     source: Source,
     chunk: Chunk,
@@ -76,7 +104,8 @@ def encode_chunk(
     prefix: str = "",
 ) -> ChunkResult:
     return encode_stage.encode_chunk(
-        source, chunk, plan.renditions, info, config, scratch=scratch, output=output, prefix=prefix
+        source, chunk, plan.renditions, info, config, scratch=scratch, output=output, prefix=prefix,
+        rates=plan.rates_for(chunk.index) if plan.rates else None,
     )
 
 

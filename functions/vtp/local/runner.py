@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vtp.core import stages
+from vtp.core.analysis import ChunkAnalysis
 from vtp.core.config import PipelineConfig
 from vtp.core.encode import ChunkResult
 from vtp.core.errors import ErrorCode, PipelineError
@@ -105,11 +106,17 @@ def run_job(
     split = StageFigures()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="worker")
     done_results: list[ChunkResult] = []  # for the timeline of a job that fails
+    analyses: list[ChunkAnalysis] = []
     try:
         progress.stage("probe", 1)
         source = local_source(source_path)
         info, plan, split = stages.inspect(source, config, workers=workers)
         progress.advance("probe")
+        if stages.needs_analysis(config):
+            stage = "analyse"
+            _update(store, job_id, stage="analyse", chunks_total=len(plan.chunks), timings={"split_s": split.wall_s})
+            analyses = _analyse(pool, source, info, plan, config, scratch, progress)
+            plan = stages.fit(info, plan, config, analyses)
         _update(store, job_id, stage="encode", chunks_total=len(plan.chunks), timings={"split_s": split.wall_s})
 
         stage = "encode"
@@ -144,7 +151,7 @@ def run_job(
         manifest = stages.publish(
             job_id=job_id, source_name=str(source_path), info=info, plan=plan, config=config, results=results,
             store=output, prefix="", split=split, started_at=started_at, split_worker=_host(),
-            merge_worker=_host(), report_objects=1 + len(PLAYER_FILES),
+            merge_worker=_host(), report_objects=1 + len(PLAYER_FILES), analyses=tuple(analyses),
         )
         write_report(staging_dir, build_report_data(manifest, segments_from_results(results, [r.name for r in plan.renditions])))
         os.replace(staging_dir, final_dir)
@@ -183,6 +190,19 @@ def run_job(
                     folder.rmdir()
                 except OSError:
                     pass
+
+
+def _analyse(pool, source, info, plan, config: PipelineConfig, scratch: Path, progress: Progress) -> list[ChunkAnalysis]:
+    """The analysis map, on the worker pool: one task per chunk."""
+    chunks = stages.analysis_chunks(plan)
+    progress.stage("analyse", len(chunks))
+    jobs = [
+        (lambda c=chunk: replace(stages.analyse_chunk(source, c, info, config, scratch=scratch / f"analysis_{c.name}",
+                                                      chunks=len(plan.chunks)),
+                                 worker=f"{_host()} {threading.current_thread().name}"))
+        for chunk in chunks
+    ]
+    return stages.run_all(pool, jobs, on_done=lambda result: progress.advance("analyse"))
 
 
 class _Launches:

@@ -1,0 +1,255 @@
+"""Analysis for a fitted ladder: how quality grows with bit rate at each candidate size, measured
+on a few frames of a chunk (one analysis task per chunk: the analysis map on AWS, the worker
+pool locally).
+
+Each window is a few frames from a source keyframe (where a seek inside the chunk lands), so
+nothing is decoded for long before it is used. Every candidate
+size is encoded at every trial rate factor (the encode's own x264 settings, a keyframe at
+each window's start, as a segment starts), which gives the bytes; VMAF of the middle frames
+gives the quality:
+
+- bytes: the window's keyframe plus its other frames, weighted as a GOP holds them (one
+  keyframe, then `gop - 1` frames like the others), so a few frames predict a GOP's rate;
+- quality: VMAF v0.6.1 against the upright source frames at the display size, on one cell
+  of a 3x3 grid over the picture (the windows take the cells in turn): a cell costs a ninth
+  of a frame (VMAF is most of the analysis' cost: about 100 ms a 1080p frame, as much as
+  x264 veryfast spends on a frame of grain). Measured on the grainy 1080p clip, 60 frames of
+  its 720p rung: whole picture 79.09; quarters 77.87 to 80.90, 79.44 over the four; ninths
+  from 76.2 to 80.9. The first and last
+  frame of a window are fed but not counted: VMAF's motion feature needs both neighbours.
+
+The encodes run in the main ffmpeg (one process for the window's decoding and every trial
+encode), the scores in the scorer (`tools.run_scorer`, one process for every trial).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vtp.core import fmp4
+from vtp.core.config import KNOWN_RUNGS, PipelineConfig
+from vtp.core.encode import encoder_options, picture_chain, scale_chain
+from vtp.core.errors import ErrorCode, PipelineError
+from vtp.core.manifest import StageFigures
+from vtp.core.plan import Chunk, Rendition, plan_ladder
+from vtp.core.probe import SourceInfo
+from vtp.core.source import Source
+from vtp.core.tools import FfmpegFailed, ff, run_ffmpeg, run_scorer
+
+SCORE_TIME_BASE = "1/25"
+
+
+@dataclass(frozen=True)
+class TrialPoint:
+    """One candidate size at one rate factor, over a chunk's windows."""
+
+    rendition: str
+    crf: float
+    kbps: float  # predicted average rate (GOP-weighted)
+    vmaf: tuple[float, ...]  # the scored frames
+
+    @property
+    def vmaf_mean(self) -> float:
+        return sum(self.vmaf) / len(self.vmaf) if self.vmaf else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rendition": self.rendition, "crf": self.crf, "kbps": round(self.kbps, 1),
+                "vmaf": [round(v, 3) for v in self.vmaf]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrialPoint":
+        return cls(data["rendition"], float(data["crf"]), float(data["kbps"]), tuple(data["vmaf"]))
+
+
+@dataclass(frozen=True)
+class ChunkAnalysis:
+    """An analysis task's result: one chunk's trial points, and what measuring them cost."""
+
+    index: int
+    duration_s: float  # the chunk's length: its weight in the title's curves
+    windows: int
+    frames: int  # source frames analysed
+    points: tuple[TrialPoint, ...]
+    figures: StageFigures
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    worker: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "duration_s": round(self.duration_s, 6), "windows": self.windows,
+                "frames": self.frames, "points": [p.to_dict() for p in self.points],
+                "figures": self.figures.to_dict(), "started_at": self.started_at, "ended_at": self.ended_at,
+                "worker": self.worker}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ChunkAnalysis":
+        return cls(data["index"], data["duration_s"], data["windows"], data["frames"],
+                   tuple(TrialPoint.from_dict(p) for p in data["points"]), StageFigures.from_dict(data["figures"]),
+                   data.get("started_at", 0.0), data.get("ended_at", 0.0), data.get("worker", ""))
+
+
+def candidates(info: SourceInfo, config: PipelineConfig) -> tuple[Rendition, ...]:
+    """The sizes a fitted ladder chooses from: the largest `resolutions` known sizes that fit
+    the source (never upscaled; portrait sources get portrait sizes)."""
+    known = tuple(rung for rung in KNOWN_RUNGS.values() if rung.height in config.auto.caps_kbps)
+    return plan_ladder(info, known)[: config.auto.resolutions]
+
+
+def window_starts(chunk: Chunk, info: SourceInfo, config: PipelineConfig, chunks: int) -> tuple[float, ...]:
+    """Where a chunk's windows are sought (output timeline): the middles of equal parts of it (a
+    title of few chunks has more windows per chunk, at least `min_windows` in all). Each window
+    starts at the source keyframe at or before that time, so little is decoded before it."""
+    end = chunk.end_s if chunk.end_s is not None else info.duration_s
+    count = max(config.auto.windows_per_chunk, -(-config.auto.min_windows // max(chunks, 1)))
+    return tuple(round(chunk.start_s + (k + 0.5) * (end - chunk.start_s) / count, 6) for k in range(count))
+
+
+def _gop_frames(info: SourceInfo, config: PipelineConfig) -> int:
+    return max(1, round(config.gop_s * max(info.video.fps, 1.0)))
+
+
+CELLS = 3  # the picture is scored a ninth at a time: a 3x3 grid's cells in turn
+
+
+def _cell(info: SourceInfo, number: int) -> tuple[int, int, int, int]:
+    """Window `number`'s cell of the display picture: width, height, x, y (even sizes). The
+    order visits the rows and columns alternately (0, 4, 8, 1, 5, ...): a few windows already
+    spread over the picture."""
+    width, height = info.video.display_width, info.video.display_height
+    w, h = max(2, width // (2 * CELLS) * 2), max(2, height // (2 * CELLS) * 2)
+    slot = number % (CELLS * CELLS)
+    row, column = slot % CELLS, (slot // CELLS + slot) % CELLS
+    return w, h, column * (width - w) // (CELLS - 1) // 2 * 2, row * (height - h) // (CELLS - 1) // 2 * 2
+
+
+def analysis_args(
+    source: Source, chunk: Chunk, info: SourceInfo, config: PipelineConfig, trials: tuple[Rendition, ...],
+    scratch: Path, starts: tuple[float, ...],
+) -> list[str]:
+    """The main ffmpeg: decode the windows, write the scorer's reference (each window's quarter)
+    and every trial encode (`trial_<rendition>_<crf>.mp4`)."""
+    video = info.video
+    frames = config.auto.frames
+    parts = []
+    for start in starts:
+        options: dict[str, Any] = {**source.input_options(), "noautorotate": None, "threads": 1}
+        # The frames from the keyframe the seek lands on (not trimmed to `start`: no decoding
+        # of frames that are not used).
+        options.update({"ss": f"{video.origin_s + start:.6f}", "seek_timestamp": 1, "noaccurate_seek": None})
+        stream = ff.input(source.url, **options)[str(video.stream_index)]
+        stream = picture_chain(stream, info).filter("trim", end_frame=frames).filter("setpts", "PTS-STARTPTS")
+        parts.append(stream)
+    joined = parts[0] if len(parts) == 1 else ff.concat(*parts, v=1, a=0)
+    # Frame numbers from here on: window k is frames k*frames .. (k+1)*frames - 1.
+    joined = joined.filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
+    copies = joined.filter_multi_output("split", 1 + len(trials))
+    reference = _celled(copies[0].filter("scale", video.display_width, video.display_height, flags="bicubic")
+                           .filter("format", "yuv420p").filter("setsar", 1), info, len(parts), frames, chunk.index * len(parts))
+    nodes = [ff.output(reference, str(scratch / "reference.nut"), f="nut", fps_mode="passthrough", **{"c:v": "rawvideo"})]
+    single = config.with_changes(encoder_threads=1)
+    for i, rendition in enumerate(trials):
+        scaled = scale_chain(copies[1 + i], rendition).filter_multi_output("split", len(config.auto.crfs))
+        for j, crf in enumerate(config.auto.crfs):
+            options = encoder_options(rendition, info, single, crf=crf, capped=False)
+            options.update({"force_key_frames": f"expr:eq(mod(n,{frames}),0)", "fps_mode": "passthrough",
+                            "f": "mp4", "movflags": "+frag_keyframe+empty_moov+default_base_moof"})
+            nodes.append(ff.output(scaled[j], str(_trial_path(scratch, rendition, crf)), **options))
+    return ff.merge_outputs(*nodes).global_args("-copyts", "-loglevel", "level+verbose").get_args()
+
+
+def _celled(stream, info: SourceInfo, windows: int, frames: int, first_window: int = 0):
+    """Each window's frames cropped to its cell of the picture, the windows one after the other."""
+    if windows == 1:
+        w, h, x, y = _cell(info, first_window)
+        return stream.filter("crop", w, h, x, y)
+    copies = stream.filter_multi_output("split", windows)
+    parts = []
+    for k in range(windows):
+        w, h, x, y = _cell(info, first_window + k)
+        parts.append(copies[k].filter("trim", start_frame=k * frames, end_frame=(k + 1) * frames)
+                     .filter("setpts", "PTS-STARTPTS").filter("crop", w, h, x, y))
+    return ff.concat(*parts, v=1, a=0).filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
+
+
+def _trial_path(scratch: Path, rendition: Rendition, crf: float) -> Path:
+    return scratch / f"trial_{rendition.name}_{crf:g}.mp4"
+
+
+def score_args(info: SourceInfo, config: PipelineConfig, trials: tuple[Rendition, ...], windows: int,
+               first_window: int, scratch: Path) -> list[str]:
+    """The scorer: every trial scaled up to the display size, quartered like the reference, VMAF."""
+    width, height = info.video.display_width, info.video.display_height
+    points = [(r, crf) for r in trials for crf in config.auto.crfs]
+    references = ff.input(str(scratch / "reference.nut"))["0"].filter_multi_output("split", len(points))
+    outputs = []
+    for i, (rendition, crf) in enumerate(points):
+        distorted = (
+            ff.input(str(_trial_path(scratch, rendition, crf)))["0"]
+            .filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
+            .filter("scale", width, height, flags="bicubic").filter("format", "yuv420p").filter("setsar", 1)
+        )
+        distorted = _celled(distorted, info, windows, config.auto.frames, first_window)
+        paired = references[i].filter("setsar", 1).filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
+        scored = ff.filter([distorted, paired], "libvmaf", log_fmt="json", n_threads=1,
+                           log_path=str(scratch / f"vmaf_{rendition.name}_{crf:g}.json"))
+        outputs.append(ff.output(scored, "-", f="null"))
+    return ff.merge_outputs(*outputs).global_args("-loglevel", "error").get_args()
+
+
+def analyse_chunk(
+    source: Source, chunk: Chunk, info: SourceInfo, config: PipelineConfig, *, scratch: Path, chunks: int,
+) -> ChunkAnalysis:
+    """Trial-encode a chunk's windows at every candidate size and rate factor and score them."""
+    started_at, started = time.time(), time.monotonic()
+    scratch.mkdir(parents=True, exist_ok=True)
+    trials = candidates(info, config)
+    starts = window_starts(chunk, info, config, chunks)
+    windows = len(starts)
+    first_window = chunk.index * windows
+    try:
+        encoded = run_ffmpeg(analysis_args(source, chunk, info, config, trials, scratch, starts))
+        scored = run_scorer(score_args(info, config, trials, windows, first_window, scratch))
+    except FfmpegFailed as failure:
+        if failure.crashed:
+            raise failure.as_tool_crash(f"analysing {chunk.name}") from None
+        raise PipelineError(ErrorCode.ENCODE_FAILED, f"analysing {chunk.name} failed: {failure}") from None
+    frames = config.auto.frames
+    gop = _gop_frames(info, config)
+    fps = max(info.video.fps, 1.0)
+    points = []
+    for rendition in trials:
+        for crf in config.auto.crfs:
+            sizes = _frame_sizes(_trial_path(scratch, rendition, crf))
+            got = len(sizes) // frames  # a window at the end of the source may be short
+            if got == 0:
+                raise PipelineError(ErrorCode.ENCODE_FAILED, f"analysing {chunk.name}: no whole window of {frames} frames")
+            rates = []
+            for k in range(got):
+                window = sizes[k * frames:(k + 1) * frames]
+                gop_bytes = window[0] + (gop - 1) * sum(window[1:]) / (frames - 1)
+                rates.append(gop_bytes * 8 / (gop / fps) / 1000)
+            vmaf = _middle_scores(scratch / f"vmaf_{rendition.name}_{crf:g}.json", frames, got)
+            points.append(TrialPoint(rendition.name, crf, sum(rates) / len(rates), vmaf))
+    end = chunk.end_s if chunk.end_s is not None else info.duration_s
+    figures = StageFigures(
+        wall_s=time.monotonic() - started, cpu_s=encoded.stats.cpu_s + scored.stats.cpu_s,
+        max_rss_mb=max(encoded.stats.max_rss_mb, scored.stats.max_rss_mb),
+    )
+    return ChunkAnalysis(chunk.index, end - chunk.start_s, windows, windows * frames, tuple(points), figures,
+                         started_at, time.time())
+
+
+def _frame_sizes(path: Path) -> list[int]:
+    """Each frame's bytes in presentation order."""
+    samples = fmp4.read_track(path).samples
+    return [s.size for s in sorted(samples, key=lambda s: s.presentation)]
+
+
+def _middle_scores(log: Path, frames: int, windows: int) -> tuple[float, ...]:
+    """Every window's frames but its first and last (their motion feature lacks a neighbour)."""
+    scores = [frame["metrics"]["vmaf"] for frame in json.loads(log.read_text())["frames"]]
+    return tuple(s for i, s in enumerate(scores[: windows * frames]) if 0 < i % frames < frames - 1)

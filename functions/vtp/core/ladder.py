@@ -1,0 +1,209 @@
+"""Fit a ladder to a title from its chunks' analysis (vtp.core.analysis).
+
+For every candidate size, the title's curve: bit rate and VMAF at each trial rate factor
+(the chunks' figures weighted by their length). Between trial points the curve is linear in
+the rate factor for VMAF and for the logarithm of the rate (x264's rate halves about every 6
+steps), beyond them extended by the nearest segment, at most `EXTEND` steps.
+
+The rungs, from the top: for each quality target (the top one, then `vmaf_step` lower each,
+down to `min_vmaf`), every candidate smaller than the rung above reaches it at some rate
+factor; the cheapest reaches it on the convex hull of all sizes' curves and becomes the rung.
+A rung must cost at most `1 / min_rate_step` of the rung above (else it adds too little:
+dropped), and at most its size's cap (else it is made at the cap, below its target). Each
+rung's peak is capped (VBR: maxrate and bufsize from its fitted rate).
+
+Per chunk, each rung's rate factor is the one that chunk's own analysis needs for the rung's
+target, drawn towards the rung's (`chunk_weight`) and kept within `max_chunk_offset`: a
+chunk that is easy to encode gets a higher factor, a hard one a lower, within the cap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from vtp.core.analysis import ChunkAnalysis, TrialPoint, candidates
+from vtp.core.config import PipelineConfig
+from vtp.core.errors import ErrorCode, PipelineError
+from vtp.core.plan import ChunkRates, JobPlan, Rendition
+from vtp.core.probe import SourceInfo
+
+EXTEND = 6.0  # how far past the trial rate factors a curve is extended
+STEP = 0.1  # rate factors are searched, and set, to a tenth
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One size's quality and rate against the rate factor."""
+
+    crf: tuple[float, ...]  # ascending
+    kbps: tuple[float, ...]
+    vmaf: tuple[float, ...]
+
+    def _at(self, values: tuple[float, ...], crf: float) -> float:
+        xs = self.crf
+        i = 0 if crf <= xs[0] else len(xs) - 2 if crf >= xs[-1] else max(k for k in range(len(xs) - 1) if xs[k] <= crf)
+        x0, x1, y0, y1 = xs[i], xs[i + 1], values[i], values[i + 1]
+        return y0 + (y1 - y0) * (crf - x0) / (x1 - x0)
+
+    def vmaf_at(self, crf: float) -> float:
+        return min(100.0, max(0.0, self._at(self.vmaf, crf)))
+
+    def kbps_at(self, crf: float) -> float:
+        return math.exp(self._at(tuple(math.log(max(k, 1e-3)) for k in self.kbps), crf))
+
+    @property
+    def span(self) -> tuple[float, float]:
+        return max(0.0, self.crf[0] - EXTEND), min(51.0, self.crf[-1] + EXTEND)
+
+    def crf_for_vmaf(self, target: float) -> float | None:
+        """The highest rate factor (fewest bits) whose VMAF reaches `target`; None: none does."""
+        low, high = self.span
+        crf = high
+        while crf >= low - 1e-9:
+            if self.vmaf_at(crf) >= target:
+                return round(crf, 1)
+            crf -= STEP
+        return None
+
+    def crf_for_kbps(self, cap: float) -> float:
+        """The lowest rate factor (most bits) whose rate stays within `cap`."""
+        low, high = self.span
+        crf = low
+        while crf < high and self.kbps_at(crf) > cap:
+            crf += STEP
+        return round(crf, 1)
+
+
+def curve_of(points: list[TrialPoint], weights: list[float] | None = None) -> Curve:
+    """The points of one size (several chunks' points: averaged with `weights`)."""
+    weights = weights or [1.0] * len(points)
+    by_crf: dict[float, list[tuple[TrialPoint, float]]] = {}
+    for point, weight in zip(points, weights):
+        by_crf.setdefault(point.crf, []).append((point, weight))
+    crfs = sorted(by_crf)
+    kbps, vmaf = [], []
+    for crf in crfs:
+        group = [(p, w) for p, w in by_crf[crf] if p.vmaf]
+        total = sum(w for _, w in group) or 1.0
+        kbps.append(sum(p.kbps * w for p, w in group) / total)
+        vmaf.append(sum(p.vmaf_mean * w for p, w in group) / total)
+    return Curve(tuple(crfs), tuple(kbps), tuple(vmaf))
+
+
+@dataclass(frozen=True)
+class FittedRung:
+    rendition: Rendition
+    target_vmaf: float
+    predicted_vmaf: float
+    capped: bool  # made at its size's cap, below its target
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.rendition.name, "width": self.rendition.width, "height": self.rendition.height,
+                "target_vmaf": self.target_vmaf, "predicted_vmaf": round(self.predicted_vmaf, 2),
+                "predicted_kbps": self.rendition.bitrate_kbps, "crf": self.rendition.crf,
+                "maxrate_kbps": self.rendition.maxrate_kbps, "capped": self.capped}
+
+
+def fit_ladder(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses: list[ChunkAnalysis]) -> JobPlan:
+    """The plan with the fitted rungs, each chunk's rate factors and how they were chosen (`fit`)."""
+    auto = config.auto
+    sizes = {r.name: r for r in candidates(info, config)}
+    usable = [a for a in analyses if a.points]
+    if not usable:
+        raise PipelineError(ErrorCode.ENCODE_FAILED, "the ladder's analysis measured nothing")
+    title = {
+        name: curve_of([p for a in usable for p in a.points if p.rendition == name],
+                       [a.duration_s for a in usable for p in a.points if p.rendition == name])
+        for name in sizes
+    }
+    rungs: list[FittedRung] = []
+    dropped: list[dict[str, Any]] = []
+    target = auto.top_vmaf
+    while target >= auto.min_vmaf - 1e-9 and len(rungs) < auto.max_rungs:
+        above = rungs[-1] if rungs else None
+        choice = _cheapest(target, sizes, title, config, below=above.rendition.height if above else None, top=above is None)
+        if choice is None:
+            break
+        if above is not None and above.rendition.bitrate_kbps < auto.min_rate_step * choice.rendition.bitrate_kbps:
+            dropped.append({"target_vmaf": target, "name": choice.rendition.name, "kbps": choice.rendition.bitrate_kbps,
+                            "reason": f"saves less than {auto.min_rate_step:g}x over {above.rendition.name}"})
+        else:
+            rungs.append(choice)
+        target = round(target - auto.vmaf_step, 3)
+    if not rungs:
+        raise PipelineError(ErrorCode.ENCODE_FAILED, "no rung of the fitted ladder reaches any quality target")
+    renditions = tuple(r.rendition for r in rungs)
+    rates = tuple(_chunk_rates(a, rungs, config) for a in sorted(usable, key=lambda a: a.index))
+    fit = {
+        "mode": "auto",
+        "top_vmaf": auto.top_vmaf,
+        "rungs": [r.to_dict() for r in rungs],
+        "dropped": dropped,
+        "curves": {name: [[c, round(k, 1), round(v, 2)] for c, k, v in zip(curve.crf, curve.kbps, curve.vmaf)]
+                   for name, curve in title.items()},
+        "analysis": _analysis_summary(usable),
+    }
+    return JobPlan(renditions=renditions, chunks=plan.chunks, rates=rates, fit=fit)
+
+
+def _cheapest(target: float, sizes: dict[str, Rendition], title: dict[str, Curve], config: PipelineConfig, *,
+              below: int | None, top: bool) -> FittedRung | None:
+    """The cheapest candidate smaller than `below` that reaches `target` within its cap. The top
+    rung, where none does: the best any size makes at its cap."""
+    options = []
+    for name, size in sizes.items():
+        if below is not None and size.height >= below:
+            continue
+        curve = title[name]
+        cap = config.auto.caps_kbps.get(_box_height(size), math.inf)
+        crf = curve.crf_for_vmaf(target)
+        capped = crf is None or curve.kbps_at(crf) > cap
+        if capped:
+            if not top:
+                continue
+            crf = curve.crf_for_kbps(cap) if cap < math.inf else curve.span[0]
+        options.append((capped, curve.kbps_at(crf), -curve.vmaf_at(crf), name, crf))
+    if not options:
+        return None
+    # Reaching the target first, then the fewest bits; where none reaches it, the best quality.
+    reaching = [o for o in options if not o[0]]
+    capped, kbps, minus_vmaf, name, crf = min(reaching, key=lambda o: o[1]) if reaching else min(options, key=lambda o: o[2])
+    return FittedRung(_rung(sizes[name], crf, kbps, target, config), target, -minus_vmaf, capped)
+
+
+def _box_height(size: Rendition) -> int:
+    """The known size a candidate was made for ('720p': 720), whatever the source's shape."""
+    return int(size.name.rstrip("p"))
+
+
+def _rung(size: Rendition, crf: float, kbps: float, target: float, config: PipelineConfig) -> Rendition:
+    return Rendition(
+        size.name, size.width, size.height, round(kbps), round(crf, 1), size.sample_aspect, target_vmaf=target,
+        maxrate_kbps=math.ceil(kbps * config.auto.maxrate_ratio), bufsize_kbps=math.ceil(kbps * config.auto.bufsize_ratio),
+    )
+
+
+def _chunk_rates(analysis: ChunkAnalysis, rungs: list[FittedRung], config: PipelineConfig) -> ChunkRates:
+    auto = config.auto
+    crfs = {}
+    for rung in rungs:
+        rendition = rung.rendition
+        own = [p for p in analysis.points if p.rendition == rendition.name and p.vmaf]
+        wanted = curve_of(own).crf_for_vmaf(rung.target_vmaf) if len(own) >= 2 else None
+        if wanted is None:
+            wanted = rendition.crf - auto.max_chunk_offset  # out of reach: as many bits as allowed
+        offset = max(-auto.max_chunk_offset, min(auto.max_chunk_offset, auto.chunk_weight * (wanted - rendition.crf)))
+        crfs[rendition.name] = round(rendition.crf + offset, 1)
+    return ChunkRates(analysis.index, crfs, "chunk")
+
+
+def _analysis_summary(analyses: list[ChunkAnalysis]) -> dict[str, Any]:
+    return {
+        "chunks": len(analyses),
+        "windows": sum(a.windows for a in analyses),
+        "frames": sum(a.frames for a in analyses),
+        "cpu_s": round(sum(a.figures.cpu_s for a in analyses), 3),
+        "wall_s": round(sum(a.figures.wall_s for a in analyses), 3),
+    }
