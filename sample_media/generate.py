@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Write a synthetic test clip: moving, grainy picture with shot changes, and audio.
+"""Write a synthetic test clip: moving, grainy picture with shot changes (or a screen recording), and audio.
 
     python sample_media/generate.py OUT.mp4 --duration 60 --size 1920x1080 --fps 30 \
-        [--no-audio] [--container webm] [--rotation 90] [--vfr] [--gop 2]
+        [--kind grain|screen] [--no-audio] [--container webm] [--rotation 90] [--vfr] [--gop 2]
 
 A thin wrapper over vtp.synth (install the project first: pip install -e .).
 The container defaults to the output file's extension when that is a known one.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from vtp.core.tools import FfmpegFailed
-from vtp.synth import CONTAINERS, ROTATIONS, ClipSpec, generate_clip
+from vtp.synth import CONTAINERS, KINDS, ROTATIONS, ClipSpec, generate_clip
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--size", type=_size, default=(1280, 720), help="WIDTHxHEIGHT (default 1280x720)")
     parser.add_argument("--fps", default="30", help="frame rate: 30, 25, 30000/1001 ... (default 30)")
+    parser.add_argument(
+        "--kind", choices=KINDS, default="grain",
+        help="grain: grainy, moving, shot changes (hard to encode; default); screen: a screen recording (easy)",
+    )
     parser.add_argument("--no-audio", action="store_true", help="leave out the audio stream")
     parser.add_argument(
         "--container",
@@ -61,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             vfr=args.vfr,
             source_gop_s=args.gop,
             pix_fmt=args.pix_fmt,
+            kind=args.kind,
         )
     except ValueError as error:
         parser.error(str(error))
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generate.py: {error}", file=sys.stderr)
         return 1
     print(
-        f"wrote {path} ({path.stat().st_size:,} bytes, {spec.width}x{spec.height} {spec.video_codec}"
+        f"wrote {path} ({path.stat().st_size:,} bytes, {spec.kind}, {spec.width}x{spec.height} {spec.video_codec}"
         f" {spec.effective_pix_fmt}, {'no audio' if not spec.audio else spec.audio_codec}) in"
         f" {time.monotonic() - started:.1f} s"
     )

@@ -7,6 +7,16 @@ scene-cut detection gives an irregular GOP as camera and web video have), and st
 audio that changes over time. Everything is made from ffmpeg's own lavfi sources: no
 file is read and nothing is downloaded.
 
+Two kinds of picture (`ClipSpec.kind`), the two ends of what a fitted ladder must handle:
+
+- "grain" (the default; hard to encode): the moving, grainy picture with shot changes above.
+- "screen" (easy): a screen recording. A flat UI (title bar, sidebar with a highlighted item
+  that moves every few seconds, a white document panel) where lines of "text" are typed one
+  after the other (word-shaped boxes revealed left to right behind a blinking caret: the
+  main build has no drawtext), the panel scrolls slowly once it is full, and a small mouse
+  pointer drifts across. No grain; from one frame to the next only a few small areas change.
+  A new page every `_SCREEN_PAGE_LINES` lines is its only cut.
+
 The ffmpeg command is built with ffmpeg-python and run as an argument list through
 `vtp.core.tools.run_ffmpeg`.
 
@@ -32,6 +42,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import random
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -94,6 +105,9 @@ _AUDIO_R = (
 # about 0.5 and 1.5 frame durations; the average rate stays at fps.
 _VFR_PTS = "(N+0.35*sin(1.3*N)+0.25*sin(0.31*N))/(FR*TB)"
 
+# What a clip shows: "grain" (hard to encode), "screen" (a screen recording: easy).
+KINDS = ("grain", "screen")
+
 
 @dataclass(frozen=True)
 class ClipSpec:
@@ -107,8 +121,11 @@ class ClipSpec:
     vfr: bool = False  # irregular frame timestamps (not for mpg)
     source_gop_s: float | None = None  # fixed keyframe interval; None: the encoder's own, irregular
     pix_fmt: str = "yuv420p"
+    kind: str = "grain"  # "grain": grainy, moving, shot changes; "screen": a screen recording (low motion)
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {self.kind!r}")
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
             raise ValueError(f"duration_s must be positive, not {self.duration_s!r}")
         if self.width < 16 or self.height < 16:
@@ -170,13 +187,24 @@ def _even(value: float, minimum: int = 16) -> int:
 
 
 def _video(spec: ClipSpec):
-    """The picture: a zooming, colour-cycling Mandelbrot background panned like a
-    camera, a Game of Life layer blended over it, a moving inset, and film grain."""
+    """The picture of the clip's kind, at its size, pixel format and timestamps."""
+    # Working canvas: even, so every stage can be 4:2:0; odd sizes are scaled at the end.
+    width, height = _even(spec.width), _even(spec.height)
+    picture = _screen(spec, width, height) if spec.kind == "screen" else _grain(spec, width, height)
+    if (width, height) != (spec.width, spec.height):
+        picture = picture.filter("scale", spec.width, spec.height, flags="bicubic")
+    picture = picture.filter("setsar", 1).filter("format", spec.effective_pix_fmt)
+    if spec.vfr:
+        picture = picture.filter("settb", "1/90000").filter("setpts", _VFR_PTS)
+    return picture
+
+
+def _grain(spec: ClipSpec, width: int, height: int):
+    """A zooming, colour-cycling Mandelbrot background panned like a camera, a Game of Life
+    layer blended over it, a moving inset, and film grain."""
     rate = spec.fps
     duration = spec.duration_s + 0.5  # sources run a little past the cut at -t
     frames = max(1, math.ceil(spec.duration_s * spec.frame_rate))
-    # Working canvas: even, so every stage can be 4:2:0; odd sizes are scaled at the end.
-    width, height = _even(spec.width), _even(spec.height)
 
     # Background and texture are made and mixed at a quarter of the size, where it is
     # cheap, then scaled up once (soft, like a lens) and panned like a camera.
@@ -219,13 +247,115 @@ def _video(spec: ClipSpec):
         y="(H-h)*(0.5+0.45*sin(0.63*t+1))",
         eof_action="pass",
     )
-    picture = picture.filter("noise", c0s=9, c0f="t+u", c1s=4, c1f="t+u", c2s=4, c2f="t+u")
-    if (width, height) != (spec.width, spec.height):
-        picture = picture.filter("scale", spec.width, spec.height, flags="bicubic")
-    picture = picture.filter("setsar", 1).filter("format", spec.effective_pix_fmt)
-    if spec.vfr:
-        picture = picture.filter("settb", "1/90000").filter("setpts", _VFR_PTS)
-    return picture
+    return picture.filter("noise", c0s=9, c0f="t+u", c1s=4, c1f="t+u", c2s=4, c2f="t+u")
+
+
+# The screen recording: colours of a flat light UI, and its typing.
+_UI = {"desk": "0xeceff1", "bar": "0x37474f", "side": "0xcfd8dc", "select": "0x90caf9", "panel": "white",
+       "ink": "0x263238", "side_ink": "0x546e7a", "link": "0x1565c0", "comment": "0x2e7d32", "pointer": "black"}
+_SCREEN_LINE_S = 0.8  # a line of text is typed in 3/4 of this, then a pause
+_SCREEN_PAGE_LINES = 40  # a page of so many lines, then a new page (a cut)
+_SCREEN_SELECT_S = 4.0  # the sidebar's highlight moves to another item this often
+
+
+def _boxes(stream, boxes: list[tuple[int, int, int, int, str]]):
+    """Filled rectangles (x, y, w, h, colour) drawn on every frame of `stream`."""
+    for x, y, w, h, color in boxes:
+        stream = stream.filter("drawbox", x=x, y=y, w=max(1, w), h=max(1, h), color=color, t="fill")
+    return stream
+
+
+def _solid(name: str, color: str, width: int, height: int, rate: str, duration: float):
+    """A plain colour source. Named, since ffmpeg-python takes two inputs of equal arguments
+    for one node."""
+    return ff.input(f"color@{name}=c={color}:s={width}x{height}:r={rate}", f="lavfi", t=duration).filter(
+        "format", "yuv420p")
+
+
+def _still(stream, boxes: list[tuple[int, int, int, int, str]]):
+    """`stream`'s first frame with `boxes` drawn once, repeated for ever (drawbox cannot
+    change over time: what moves is overlaid)."""
+    drawn = _boxes(stream.filter("trim", end_frame=1), boxes)
+    return drawn.filter("loop", loop=-1, size=1).filter("setpts", "N/(FR*TB)")
+
+
+def _text_lines(count: int, line_h: int, left: int, right: int, seed: int) -> list[tuple[int, int, int, int, str]]:
+    """Word-shaped boxes for `count` lines of text, `line_h` apart, between x `left` and `right`:
+    paragraphs of ragged lines, indented code-like runs, some words in colour."""
+    rng = random.Random(seed)
+    glyph_h = max(2, round(line_h * 0.55))
+    char_w = max(1, round(line_h * 0.42))
+    boxes = []
+    for line in range(count):
+        if rng.random() < 0.12:
+            continue  # a blank line between paragraphs
+        y = line * line_h + (line_h - glyph_h) // 2
+        x = left + char_w * 2 * rng.choice((0, 0, 0, 1, 2))
+        end = right - rng.randrange(0, max(1, (right - left) // 3))
+        while x < end:
+            word = char_w * rng.randint(2, 9)
+            color = rng.choices(("ink", "link", "comment"), weights=(8, 1, 1))[0]
+            boxes.append((x, y, min(word, right - x), glyph_h, _UI[color]))
+            x += word + char_w
+    return boxes
+
+
+def _screen(spec: ClipSpec, width: int, height: int):
+    """A screen recording: a flat UI whose document panel fills with typed lines and scrolls,
+    a sidebar whose highlight steps, a drifting mouse pointer. No grain, little motion."""
+    rate = spec.fps
+    duration = spec.duration_s + 0.5
+    bar_h = max(2, round(height * 0.07))
+    side_w = max(2, round(width * 0.2))
+    pad_x, pad_y = max(1, round(width * 0.02)), max(1, round(height * 0.03))
+    panel_x, panel_y = side_w + pad_x, bar_h + pad_y
+    panel_w, panel_h = _even(width - panel_x - pad_x, 2), _even(height - panel_y - pad_y, 2)
+    line_h = _even(height / 22, 4)
+    visible = max(1, panel_h // line_h)
+
+    # The desktop: title bar with its buttons, sidebar with its items (the highlight is
+    # overlaid under the items' words), the panel's frame.
+    item_h = max(2, line_h * 2)
+    items = max(1, (height - bar_h) // item_h - 1)
+    button = max(1, bar_h // 2)
+    chrome = [(0, 0, width, bar_h, _UI["bar"])]
+    chrome += [(width - (k + 1) * button * 2, bar_h // 4, button, button, _UI["desk"]) for k in range(3)]
+    chrome += [(pad_x, bar_h // 4, side_w // 2, button, _UI["side"]), (0, bar_h, side_w, height - bar_h, _UI["side"])]
+    chrome += [(panel_x - 1, panel_y - 1, panel_w + 2, panel_h + 2, _UI["side"])]
+    desk = _still(_solid("desk", _UI["desk"], width, height, rate, duration), chrome)
+    select = _solid("select", _UI["select"], side_w, item_h, rate, duration)
+    step = f"mod(floor(t/{_SCREEN_SELECT_S:g})*3,{items})"  # jumps about, like clicks
+    desk = desk.overlay(select, x=0, y=f"{bar_h + line_h}+{item_h}*{step}", eof_action="pass")
+    item_words = _text_lines(items, item_h, pad_x, side_w - pad_x, seed=3)
+    desk = _boxes(desk, [(x, y + bar_h + line_h, w, h, _UI["side_ink"]) for x, y, w, h, _ in item_words])
+
+    # The document: a page of text, covered where it is not typed yet, cropped to the panel.
+    lines = _SCREEN_PAGE_LINES
+    page_h = (lines + visible) * line_h
+    margin = max(2, line_h)
+    page = _still(_solid("page", _UI["panel"], panel_w, page_h, rate, duration),
+                  _text_lines(lines, line_h, margin, panel_w - margin, seed=11))
+    cycle = lines * _SCREEN_LINE_S
+    local = f"mod(t,{cycle:g})"  # time on this page
+    line = f"floor({local}/{_SCREEN_LINE_S:g})"
+    typed = f"min(1,mod({local},{_SCREEN_LINE_S:g})/{0.75 * _SCREEN_LINE_S:g})"  # of the current line
+    caret_x = f"{margin}+{panel_w - 2 * margin}*{typed}"
+    below = _solid("below", _UI["panel"], panel_w, page_h, rate, duration)
+    page = page.overlay(below, x=0, y=f"({line}+1)*{line_h}", eof_action="pass")  # the lines below
+    after = _solid("after", _UI["panel"], panel_w, line_h, rate, duration)
+    page = page.overlay(after, x=caret_x, y=f"{line}*{line_h}", eof_action="pass")  # the line's rest
+    caret = _solid("caret", _UI["ink"], max(1, line_h // 8), line_h, rate, duration)
+    page = page.overlay(caret, x=caret_x, y=f"{line}*{line_h}", eof_action="pass", enable="lt(mod(t,1),0.6)")
+    # Once the typing nears the panel's foot, the page scrolls along with it, smoothly.
+    scroll = f"{line_h}*max(0,{local}/{_SCREEN_LINE_S:g}-{max(0, visible - 3)})"
+    document = page.filter("crop", panel_w, panel_h, x=0, y=f"min({page_h - panel_h},{scroll})")
+    screen = desk.overlay(document, x=panel_x, y=panel_y, eof_action="pass")
+
+    # The mouse pointer: a small dark box with a light edge, drifting slowly.
+    size = max(2, _even(height / 40, 2))
+    pointer = _solid("pointer", _UI["pointer"], size, _even(size * 1.5, 2), rate, duration).filter("drawbox", color="white", t=1)
+    return screen.overlay(pointer, x="(W-w)*(0.55+0.3*sin(0.31*t))", y="(H-h)*(0.5+0.3*sin(0.23*t+1))",
+                          eof_action="pass")
 
 
 def _audio(spec: ClipSpec):

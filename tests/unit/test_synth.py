@@ -155,9 +155,66 @@ def test_default_gop_is_irregular(tmp_path: Path) -> None:
     assert max(gaps) - min(gaps) > 0.3
 
 
+def _gray_frames(path: Path, width: int = 80, height: int = 45) -> list[bytes]:
+    raw = run_ffmpeg(
+        ["-v", "error", "-i", str(path), "-vf", f"scale={width}:{height}", "-pix_fmt", "gray", "-f", "rawvideo", "-"]
+    ).stdout
+    size = width * height
+    return [raw[i : i + size] for i in range(0, len(raw) - size + 1, size)]
+
+
+def _mean_change(a: bytes, b: bytes) -> float:
+    return sum(abs(x - y) for x, y in zip(a, b)) / len(a)
+
+
+def test_screen_kind_is_low_motion_against_grain(tmp_path: Path) -> None:
+    """The "screen" kind (made here through generate.py --kind) is what a screen recording is to
+    an encoder: at the same size and CRF a small fraction of the grain kind's bytes, and
+    consecutive frames nearly equal; yet not a still card (text appears, things move)."""
+    screen = tmp_path / "screen.mp4"
+    subprocess.run(
+        [sys.executable, str(REPO / "sample_media" / "generate.py"), str(screen),
+         "--duration", "3", "--size", "320x180", "--no-audio", "--kind", "screen"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    grain = generate_clip(tmp_path / "grain.mp4", ClipSpec(duration_s=3.0, width=320, height=180, audio=False))
+    (video,) = _streams(_probe(screen), "video")
+    assert (video["codec_name"], video["width"], video["height"], int(video["nb_frames"])) == ("h264", 320, 180, 90)
+    _decodes_cleanly(screen)
+
+    # Both are x264 veryfast CRF 23: the bytes say how hard each is to encode (measured 20 and
+    # 690 kbit/s).
+    screen_rate = int(_streams(_probe(screen), "video")[0]["bit_rate"])
+    grain_rate = int(_streams(_probe(grain), "video")[0]["bit_rate"])
+    assert screen_rate * 10 < grain_rate
+
+    # Mean luma change per pixel between consecutive frames (measured 0.12 against 18).
+    screen_frames, grain_frames = _gray_frames(screen), _gray_frames(grain)
+    screen_motion = [_mean_change(a, b) for a, b in zip(screen_frames, screen_frames[1:])]
+    grain_motion = [_mean_change(a, b) for a, b in zip(grain_frames, grain_frames[1:])]
+    assert sum(screen_motion) / len(screen_motion) * 20 < sum(grain_motion) / len(grain_motion)
+    assert max(screen_motion) < 2
+    # Not a still: over the clip, text is typed and the pointer moves.
+    assert _mean_change(screen_frames[0], screen_frames[-1]) > 2
+    assert sum(1 for change in screen_motion if change > 0) > len(screen_motion) / 2
+
+
+@pytest.mark.parametrize("spec", [
+    {"width": 641, "height": 361, "fps": "25"},  # odd size: 4:4:4
+    {"container": "webm", "vfr": True},
+    {"width": 16, "height": 16},
+])  # fmt: skip
+def test_screen_kind_takes_every_variant(tmp_path: Path, spec: dict) -> None:
+    clip = ClipSpec(**{**SMALL, "duration_s": 1.0, **spec}, kind="screen")
+    path = generate_clip(tmp_path / f"screen.{clip.container}", clip)
+    (video,) = _streams(_probe(path), "video")
+    assert (video["width"], video["height"]) == (clip.width, clip.height)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
+        {"kind": "cartoon"},
         {"duration_s": 0},
         {"width": 8},
         {"fps": "thirty"},
