@@ -29,6 +29,7 @@ from vtp.aws.pipeline import (
     chunk_results, failure_reason, sources_in_event, _maybe_inject_fault,
 )
 from vtp.aws.storage import presigner
+from vtp.core import stages
 from vtp.core.encode import ChunkResult, SegmentFacts, Thumbnails, TrackFacts
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.jobstore import JobAlreadyExists, JobRecord, JobStatus
@@ -504,7 +505,7 @@ def splitting(table, tmp_path, monkeypatch, fake_source, keyframes_every, small_
                    "reject": fakes.reject, "config": small_config, **kwargs}
         return start_job(SourceObject("in", key, version, 1000), **options)
 
-    run.fakes, run.buckets, run.store = fakes, buckets, table
+    run.fakes, run.buckets, run.store, run.config = fakes, buckets, table, small_config
     return run
 
 
@@ -515,7 +516,11 @@ def test_the_splitter_starts_the_attempts_execution_and_records_it(splitting):
     [start] = splitting.fakes.starts
     assert start["name"] == f"{job_id}-1" and start["input"]["chunks_key"] == f"jobs/{job_id}/chunks.json"
     item = splitting.store.item(job_id)
-    assert item["execution"] == f"{job_id}-1" and item["stage"] == "encode" and item["chunks_total"] == 3
+    # A fitted ladder is analysed first (the analysis Map's items named in the execution input).
+    analysed = bool(start["input"]["analysis_key"])
+    assert analysed == stages.needs_analysis(splitting.config)
+    assert item["execution"] == f"{job_id}-1" and item["stage"] == ("analyse" if analysed else "encode")
+    assert item["chunks_total"] == 3
     assert splitting() == {"job_id": job_id, "status": "DUPLICATE"}  # a duplicate event
     assert len(splitting.fakes.starts) == 1
 

@@ -36,6 +36,7 @@ from vtp.aws.pipeline import (
     Buckets, InjectedFault, InputError, Invocation, encode_chunk, merge_and_publish, sources_in_event, start_job,
 )
 from vtp.aws.storage import S3Store
+from vtp.core.config import LadderMode
 
 REGION = "us-east-1"
 INPUT, PLAIN_INPUT, WORK, OUTPUT, TABLE = "vtp-input", "vtp-input-unversioned", "vtp-work", "vtp-output", "vtp-jobs"
@@ -309,7 +310,9 @@ def published(aws, padded, clip, small_config, tmp_path_factory) -> Published:
 
     buckets, store = aws.buckets(), aws.store()
     [obj] = sources_in_event(event)
-    started = start_job(obj, buckets=buckets, store=store, start_execution=record_start, reject=reject, config=small_config,
+    # The fixed ladder (the fitted one's analysis Map and fit: test_aws_analysis.py).
+    fixed = small_config.with_changes(ladder_mode=LadderMode.FIXED)
+    started = start_job(obj, buckets=buckets, store=store, start_execution=record_start, reject=reject, config=fixed,
                         invocation=Invocation("splitter-1", 1769, True))
     job_id = started["job_id"]
 
@@ -345,7 +348,7 @@ def test_the_splitter_claims_plans_and_starts_one_named_execution(aws, published
     [start] = published.starts
     assert start["name"] == f"{job_id}-1"
     assert start["input"] == {
-        "job_id": job_id, "work_bucket": WORK, "chunks_key": f"jobs/{job_id}/chunks.json",
+        "job_id": job_id, "work_bucket": WORK, "chunks_key": f"jobs/{job_id}/chunks.json", "analysis_key": "",
         "source": {"bucket": INPUT, "key": published.key},
     }
     assert aws.execution_input(job_id) == start["input"]
@@ -687,7 +690,8 @@ def test_a_splitter_killed_after_its_claim_is_taken_over_by_the_retry(aws, clip,
     put = aws.upload(source, "uploads/killed.mp4")
     [obj] = sources_in_event(s3_event(INPUT, "uploads/killed.mp4", put, source.stat().st_size))
     starts = []
-    options = dict(buckets=aws.buckets(), store=aws.store(), reject=_no_reject, config=small_config,
+    options = dict(buckets=aws.buckets(), store=aws.store(), reject=_no_reject,
+                   config=small_config.with_changes(ladder_mode=LadderMode.FIXED),
                    start_execution=lambda **kwargs: starts.append(kwargs))
     with pytest.raises(Killed):
         start_job(obj, after_claim=die, lease_s=1.0, **options)

@@ -1,12 +1,15 @@
 """What each Lambda does, between its handler (event parsing) and the core.
 
-No function copies the source: the splitter and every encoder read the one version of
-the upload that started the job through a short-lived presigned URL (ranged GETs by
-ffmpeg). The splitter leaves `jobs/<job_id>/job.json` and `chunks.json` (the Map's items)
-in the work bucket; the encoders write their final segments straight to the output
-bucket under `<job_id>/` and keep their facts in `jobs/<job_id>/results/`; the merger
-reads those facts and writes the playlists, the MPD, the thumbnail track and
-`manifest.json`, last.
+No function copies the source: the splitter, the analysers and every encoder read the one
+version of the upload that started the job through a short-lived presigned URL (ranged
+GETs by ffmpeg). The splitter leaves `jobs/<job_id>/job.json` and `chunks.json` (the
+encode Map's items) in the work bucket, and for a fitted ladder `analysis_chunks.json`
+(the analysis Map's items); each analyser keeps its chunk's trial points in
+`jobs/<job_id>/analysis/`; the ladder function fits the rungs and each chunk's rate
+factors from them and rewrites job.json with the fitted plan (the encoders read it); the
+encoders write their final segments straight to the output bucket under `<job_id>/` and
+keep their facts in `jobs/<job_id>/results/`; the merger reads those facts (and the
+analyses) and writes the playlists, the MPD, the thumbnail track and `manifest.json`, last.
 
 Who may change a job (each a conditional write on its record, vtp.aws.jobstore):
 
@@ -14,6 +17,8 @@ Who may change a job (each a conditional write on its record, vtp.aws.jobstore):
   `<job_id>-<attempt>` and records it; a failure a retry may mend releases the claim and
   is raised (the uploads queue delivers the upload again), an input's fault is handed to
   the failure function;
+* the ladder function (a fitted ladder) moves a RUNNING job from stage ``analyse`` to
+  ``encode``; the analysers, like the encoders, record a failed chunk's reason;
 * the encoders count their chunks while the job is RUNNING (a chunk finished after the job
   failed or was stopped removes the partial output again);
 * the merger claims the outputs (``publishing``) and completes the job;
@@ -39,10 +44,12 @@ from typing import Any, Callable
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
+from botocore.exceptions import ClientError
 
 from vtp import contract
 from vtp.aws.jobstore import Claim, ClaimRefused, JobNotRunning
 from vtp.core import stages
+from vtp.core.analysis import ChunkAnalysis
 from vtp.core.config import PipelineConfig
 from vtp.core.encode import ChunkResult
 from vtp.core.errors import ErrorCode, PipelineError
@@ -60,6 +67,7 @@ from vtp.report.data import build_report_data, segments_from_results
 from vtp.report.page import PLAYER_FILES, report_files
 
 JOBS_PREFIX = "jobs"
+ANALYSIS_ITEMS = "analysis_chunks.json"  # the analysis Map's items, beside chunks.json
 FAULT_ENV = contract.ENV_FAULT_CHUNK
 SCRATCH_ENV = contract.ENV_SCRATCH
 URL_LIFETIME_S = 3600  # longer than any function's 15 minutes
@@ -294,10 +302,17 @@ def start_job(
         buckets.work.put_json(f"{prefix}/job.json", document.to_dict())
         chunks_key = f"{prefix}/chunks.json"
         buckets.work.put_json(chunks_key, [{"chunk": chunk.to_dict()} for chunk in plan.chunks])
+        # A fitted ladder: the analysis Map's items; "" (the fixed ladder) sends the workflow
+        # straight to the encoders.
+        analysis_key = ""
+        if stages.needs_analysis(config):
+            analysis_key = f"{prefix}/{ANALYSIS_ITEMS}"
+            buckets.work.put_json(analysis_key, [{"chunk": chunk.to_dict()} for chunk in stages.analysis_chunks(plan)])
         execution_input = {
             "job_id": job_id,
             "work_bucket": buckets.work_bucket_name,
             "chunks_key": chunks_key,
+            "analysis_key": analysis_key,
             "source": {"bucket": source.bucket, "key": source.key},
         }
         for _ in range(MAX_NAME_RETRIES):
@@ -310,8 +325,8 @@ def start_job(
         else:
             raise RuntimeError(f"no free execution name for {job_id} after {MAX_NAME_RETRIES} attempts")
         store.started(
-            job_id, attempt, name, stage="encode", chunks_total=len(plan.chunks), chunks_done=0,
-            timings={"split_s": split.wall_s},
+            job_id, attempt, name, stage="analyse" if analysis_key else "encode", chunks_total=len(plan.chunks),
+            chunks_done=0, timings={"split_s": split.wall_s},
         )
         return {"job_id": job_id, "status": "STARTED", "chunks": len(plan.chunks), "execution": name, "attempt": attempt}
     except Exception as failure:
@@ -341,6 +356,92 @@ def start_job(
 
 def load_job(buckets: Buckets, job_id: str) -> JobDocument:
     return JobDocument.from_dict(buckets.work.get_json(f"{job_prefix(job_id)}/job.json"))
+
+
+def analyse_chunk(
+    job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, store, attempt: int = 0,
+    invocation: Invocation = Invocation(), dispatched_at: str | None = None,
+) -> dict[str, Any]:
+    """An analyser (a fitted ladder): a few frames of one chunk, read from the source, trial-
+    encoded at every candidate size and rate factor and scored; the trial points are kept
+    beside job.json for the fit (a retry overwrites them) and the Map gets a summary.
+    `dispatched_at` (ISO time, the Map's $$.State.EnteredTime): for the wait before it ran."""
+    chunk = Chunk.from_dict(chunk_item)
+    job = load_job(buckets, job_id)
+    work = scratch_dir(f"{job_id}-analysis-{chunk.name}")
+    try:
+        try:
+            analysis = stages.analyse_chunk(
+                buckets.input.source(job.source), chunk, job.info, job.config, scratch=work,
+                chunks=len(job.plan.chunks),
+            )
+        except PipelineError as error:
+            _raise_for_workflow(_source_gone(error, buckets, job.source))
+    except Exception as failure:
+        _record_chunk_error(store, job_id, chunk, _pipeline_error(failure))
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    analysis = dataclasses.replace(
+        analysis, worker=invocation.request_id,
+        figures=dataclasses.replace(analysis.figures, memory_mb=invocation.memory_mb),
+    )
+    buckets.work.put_json(analysis_key(job_id, chunk), analysis.to_dict())
+    dispatched = epoch_of(dispatched_at)
+    return {"chunk": chunk.index, "points": len(analysis.points), "frames": analysis.frames,
+            "wall_s": round(analysis.figures.wall_s, 3), "attempt": attempt,
+            "wait_s": round(max(0.0, analysis.started_at - dispatched), 3) if dispatched is not None else 0.0}
+
+
+def fit_ladder(job_id: str, *, buckets: Buckets, store, invocation: Invocation = Invocation()) -> dict[str, Any]:
+    """The ladder function (after the analysis Map): every chunk's analysis -> the fitted rungs
+    and each chunk's rate factors (`stages.fit`), written into job.json, which the encoders
+    read (chunks.json holds only the chunks, which the fit does not change).
+
+    Idempotent: the fit depends only on the source, the chunks, the settings and the
+    analyses, so a retry fits the same plan; a job.json that already holds it is left as it
+    is (the first fit's figures stay)."""
+    job_key = f"{job_prefix(job_id)}/job.json"
+    job = load_job(buckets, job_id)
+    wanted = stages.analysis_chunks(job.plan)
+    analyses, _ = chunk_analyses(buckets, job)
+    missing = sorted({c.index for c in wanted} - {a.index for a in analyses})
+    if missing:
+        raise PipelineError(ErrorCode.INTERNAL_ERROR, f"the analysis of chunks {missing} is missing: nothing to fit")
+    try:
+        fitted = stages.fit(job.info, job.plan, job.config, analyses, memory_mb=invocation.memory_mb)
+    except PipelineError as error:
+        _raise_for_workflow(error)
+    if not _same_fit(job.plan, fitted):
+        buckets.work.put_json(job_key, dataclasses.replace(job, plan=fitted).to_dict())
+    else:
+        fitted = job.plan
+    _enter_stage(store, job_id, "encode")
+    return {"job_id": job_id, "renditions": [r.name for r in fitted.renditions], "analysed": len(analyses),
+            "wall_s": round((fitted.fit or {}).get("step", {}).get("wall_s", 0.0), 3)}
+
+
+def _same_fit(plan: JobPlan, fitted: JobPlan) -> bool:
+    """Whether `plan` already is the fitted plan (a retried fit): all but the step's figures."""
+    def without_step(p: JobPlan) -> Any:
+        # As job.json holds it (tuples as lists).
+        return json.loads(json.dumps({**p.to_dict(), "fit": {k: v for k, v in (p.fit or {}).items() if k != "step"}}))
+
+    return plan.fit is not None and without_step(plan) == without_step(fitted)
+
+
+def _enter_stage(store, job_id: str, stage: str) -> None:
+    """The record's stage, while the job is RUNNING: a job that failed or was stopped meanwhile
+    keeps its failed:<stage>."""
+    if not hasattr(store, "fail"):  # a plain JobStore
+        store.update(job_id, stage=stage)
+        return
+    try:
+        store._update(job_id, {"stage": stage}, condition="#st = :running", names={"#st": "status"},
+                      values={":running": str(JobStatus.RUNNING)})
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
 
 
 def encode_chunk(
@@ -404,6 +505,10 @@ def result_key(job_id: str, chunk: Chunk) -> str:
     return f"{job_prefix(job_id)}/results/{chunk.name}.json"
 
 
+def analysis_key(job_id: str, chunk: Chunk) -> str:
+    return f"{job_prefix(job_id)}/analysis/{chunk.name}.json"
+
+
 def _raise_for_workflow(error: PipelineError) -> None:
     """Input problems as InputError (the workflow does not retry them), the rest as they are."""
     if error.code.is_input_problem:
@@ -440,8 +545,19 @@ def chunk_results(buckets: Buckets, job: JobDocument, *, workers: int = 16) -> t
     (The Distributed Map's own result writer is not used for this: LocalStack's writes no
     result files, and these keys are known without listing.)
     """
-    keys = [result_key(job.job_id, chunk) for chunk in job.plan.chunks]
+    bodies = _read_all(buckets, [result_key(job.job_id, chunk) for chunk in job.plan.chunks], workers)
+    return [ChunkResult.from_dict(json.loads(body)) for body in bodies], sum(len(body) for body in bodies)
 
+
+def chunk_analyses(buckets: Buckets, job: JobDocument, *, workers: int = 16) -> tuple[list[ChunkAnalysis], int]:
+    """Every analyser's trial points (jobs/<job_id>/analysis/), read in parallel; and the bytes read."""
+    keys = [analysis_key(job.job_id, chunk) for chunk in stages.analysis_chunks(job.plan)]
+    bodies = _read_all(buckets, keys, workers)
+    return [ChunkAnalysis.from_dict(json.loads(body)) for body in bodies], sum(len(body) for body in bodies)
+
+
+def _read_all(buckets: Buckets, keys: list[str], workers: int) -> list[bytes]:
+    """The work bucket's objects at `keys` that exist, in order."""
     def read(key: str) -> bytes | None:
         try:
             return buckets.work.get_bytes(key)
@@ -449,9 +565,7 @@ def chunk_results(buckets: Buckets, job: JobDocument, *, workers: int = 16) -> t
             return None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        bodies = list(pool.map(read, keys))
-    results = [ChunkResult.from_dict(json.loads(body)) for body in bodies if body is not None]
-    return results, sum(len(body) for body in bodies if body is not None)
+        return [body for body in pool.map(read, keys) if body is not None]
 
 
 def merge_and_publish(job_id: str, *, buckets: Buckets, store, invocation: Invocation = Invocation()) -> dict[str, Any]:
@@ -465,11 +579,14 @@ def merge_and_publish(job_id: str, *, buckets: Buckets, store, invocation: Invoc
     else:
         store.update(job_id, stage="merge")
     results, read = chunk_results(buckets, job)
+    # A fitted ladder's analyses, for the manifest's analysis figures, timeline and cost.
+    analyses, analyses_read = chunk_analyses(buckets, job) if job.plan.fit is not None else ([], 0)
     try:
         manifest = stages.publish(
             job_id=job_id, source_name=job.source.uri, info=job.info, plan=job.plan, config=job.config,
             results=results, store=buckets.output, prefix=f"{job_id}/", split=job.split, started_at=job.started_at,
-            reads=(len(job_body) + read, 1 + len(job.plan.chunks)), merge_started=started,
+            reads=(len(job_body) + read + analyses_read, 1 + len(job.plan.chunks) + len(analyses)),
+            merge_started=started, analyses=tuple(analyses),
             where="aws", split_worker=job.split_worker, merge_worker=invocation.request_id,
             merge_memory_mb=invocation.memory_mb, split_cold_start=job.split_cold_start,
             merge_cold_start=invocation.cold_start, report_objects=1 + len(PLAYER_FILES),
@@ -593,7 +710,7 @@ def fail_execution(detail: dict[str, Any], *, buckets: Buckets, store, publish=N
     else:
         error = PipelineError(ErrorCode.INTERNAL_ERROR, f"the workflow execution {name} was {status.lower() or 'stopped'}")
     stage = str(current.get("stage", "encode"))
-    stage = stage if stage in ("split", "encode", "merge") else "encode"
+    stage = stage if stage in ("split", "analyse", "encode", "merge") else "encode"
     source = execution_input.get("source") or {}
     source_uri = f"s3://{source['bucket']}/{source['key']}" if source.get("bucket") else str(current.get("input", ""))
     return fail_job(job_id, source_uri, error, buckets=buckets, store=store, stage=stage,
