@@ -1,13 +1,13 @@
-"""Functions: the five Lambdas, the ffmpeg layer, one IAM role per function.
+"""Functions: the seven Lambdas, the ffmpeg layer, one IAM role per function.
 
-All five run the same code asset (``functions/vtp`` + its pure-Python deps, see
-packaging.py); the four that may run ffmpeg have the ``FfmpegLayer`` (``/opt/bin/ffmpeg``,
-``/opt/bin/ffprobe``).
+All seven run the same code asset (``functions/vtp`` + its pure-Python deps, see
+packaging.py); the five that may run ffmpeg have the ``FfmpegLayer`` (``/opt/bin/ffmpeg``,
+``/opt/bin/ffprobe``, ``/opt/bin/ffmpeg-vmaf``).
 
 No function copies the source or holds the video: the splitter probes it and every
-encoder reads its own time range of it through a presigned URL (ranged GETs); the
-encoders write the final segments; the merger writes text. So /tmp and memory do not
-grow with the length of the video.
+analyser and encoder reads its own time range of it through a presigned URL (ranged
+GETs); the encoders write the final segments; the ladder function and the merger write
+text. So /tmp and memory do not grow with the length of the video.
 
 Sizing (Lambda: 1,769 MB = 1 vCPU, up to 6 vCPUs at 10,240 MB; CPU, network
 bandwidth and price per second all scale with memory, so for CPU-bound ffmpeg
@@ -32,6 +32,17 @@ encoder    parameter   15 min   2048       One 12 s chunk read from the source, 
                                            fragmented MP4s before they are cut into segments
                                            (tens of MB). Reserved concurrency: stack parameter
                                            EncoderReservedConcurrency (0 = none).
+analyser   3008        15 min   512        A fitted ladder's analysis of one chunk: a few
+                                           frames decoded once, trial-encoded at every
+                                           candidate size and rate factor (one x264 thread
+                                           each) and scored (VMAF on a ninth of the picture)
+                                           beside them: CPU bound, like the encoder
+                                           (contract.ANALYSER_MEMORY_MB, about 1.7 vCPUs).
+                                           /tmp holds a few frames and the trial MP4s (a few
+                                           MB even at 4K).
+ladder     512         5 min    512        Fits the rungs and each chunk's rate factors from
+                                           the analyses (a few KB each): no media, no ffmpeg
+                                           layer (contract.LADDER_MEMORY_MB).
 merger     1024        5 min    512        Reads the chunks' facts (about 2 KB each), writes
                                            playlists, MPD, VTT and manifest.json: no media.
 failure    512         5 min    512        DynamoDB update, FAILED manifest, deleting the
@@ -70,8 +81,8 @@ ARCHITECTURE = lambda_.Architecture.X86_64
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 FFMPEG_DIR = "/opt/bin"
 FAULT_INJECTION_ENV = contract.ENV_FAULT_CHUNK
-FUNCTION_NAMES = ("Splitter", "Encoder", "Merger", "Failure", "Watchdog")
-WITHOUT_FFMPEG = ("Watchdog",)
+FUNCTION_NAMES = ("Splitter", "Analyser", "Ladder", "Encoder", "Merger", "Failure", "Watchdog")
+WITHOUT_FFMPEG = ("Ladder", "Watchdog")
 FAULT_INJECTION_CHUNK = "0"  # index of the chunk whose first encode attempt fails in retry tests
 
 
@@ -93,6 +104,10 @@ def function_specs(encoder_memory_mb: int | float = contract.DEFAULT_ENCODER_MEM
         for spec in (
             FunctionSpec("Splitter", "vtp.handlers.splitter.handler", contract.SPLITTER_MEMORY_MB, Duration.seconds(splitter_timeout_s), 512,
                          "vtp: S3 upload -> probe (ranged reads), validate, plan chunks, start the workflow"),
+            FunctionSpec("Analyser", "vtp.handlers.analyser.handler", contract.ANALYSER_MEMORY_MB, minutes(15), 512,
+                         "vtp: a fitted ladder's analysis of one chunk: trial encodes at every candidate size, VMAF"),
+            FunctionSpec("Ladder", "vtp.handlers.ladder.handler", contract.LADDER_MEMORY_MB, minutes(5), 512,
+                         "vtp: the chunks' analyses -> the fitted rungs and each chunk's rate factors, into job.json"),
             FunctionSpec("Encoder", "vtp.handlers.encoder.handler", encoder_memory_mb, minutes(15), 2048,
                          "vtp: one chunk of the source -> final segments of every rung and the audio"),
             FunctionSpec("Merger", "vtp.handlers.merger.handler", contract.MERGER_MEMORY_MB, minutes(5), 512,
@@ -277,15 +292,31 @@ class PipelineFunctions(Construct):
         read_input = ["s3:GetObject", "s3:GetObjectVersion"]
 
         # Calls made by functions/vtp/aws (S3Store, DynamoJobStore, presigned URLs read by ffmpeg).
-        # Splitter: probe the upload, write job.json + chunks.json (and the test-only fault
-        # marker), claim the job (UpdateItem; PutItem for a queued upload's record). No access to
-        # the output bucket: a refused input goes to the failure function (see stack.py).
+        # Splitter: probe the upload, write job.json + chunks.json (+ analysis_chunks.json for a
+        # fitted ladder, and the test-only fault marker), claim the job (UpdateItem; PutItem for a
+        # queued upload's record). No access to the output bucket: a refused input goes to the
+        # failure function (see stack.py).
         self._s3("Splitter", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
         self._s3("Splitter", "ReadSource", read_input, [f"{input_arn}/*"])
         self._s3("Splitter", "WriteJob", ["s3:PutObject"], [work_jobs])
         self._table("Splitter", ["GetItem", "PutItem", "UpdateItem"])
         # states:StartExecution/ListExecutions/DescribeExecution, sqs and lambda:InvokeFunction
         # of the failure function are added by the stack (see stack.py).
+
+        # Analyser (a fitted ladder): read job.json and a few frames of its chunk of the upload,
+        # keep its trial points in jobs/<job_id>/analysis/; record a failed chunk's reason.
+        self._s3("Analyser", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn])
+        self._s3("Analyser", "ReadSource", read_input, [f"{input_arn}/*"])
+        self._s3("Analyser", "ReadJob", ["s3:GetObject"], [work_jobs])
+        self._s3("Analyser", "WriteAnalysis", ["s3:PutObject"], [f"{work_arn}/{WORK_PREFIX}*/analysis/*"])
+        self._table("Analyser", ["UpdateItem"])
+
+        # Ladder: read job.json and the analyses, rewrite job.json with the fitted plan, move
+        # the job's stage on to encode. Never the upload or the output bucket.
+        self._s3("Ladder", "ListBuckets", ["s3:ListBucket"], [work_arn])
+        self._s3("Ladder", "ReadWork", ["s3:GetObject"], [work_jobs])
+        self._s3("Ladder", "WriteJob", ["s3:PutObject"], [f"{work_arn}/{WORK_PREFIX}*/job.json"])
+        self._table("Ladder", ["UpdateItem"])
 
         # Encoder: read job.json and its time range of the upload, write its segments
         # (and the test-only fault marker); remove them again when the job failed meanwhile.

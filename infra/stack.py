@@ -7,8 +7,9 @@
                            work bucket jobs/<job_id>/; StartExecution(name=<job_id>-<attempt>);
                            too many jobs running: the upload goes back to the queue (it waits);
                            a refused input -> failure function (async)
-    state machine: Distributed Map of encoders -> merger -> TranscodeJobCompleted
-                   any caught failure -> failure function -> Fail
+    state machine: a fitted ladder (analysis_key in the input): Distributed Map of analysers ->
+                   ladder function (fitted plan into job.json); then Distributed Map of encoders ->
+                   merger -> TranscodeJobCompleted; any caught failure -> failure function -> Fail
     Step Functions Execution Status Change (FAILED, TIMED_OUT, ABORTED) of this state machine
                    --EventBridge rule--> failure function
     failure function: job FAILED once, partial output removed, FAILED manifest, TranscodeJobFailed

@@ -2,30 +2,48 @@
 
 ::
 
-    execution input {job_id, work_bucket, chunks_key, source: {bucket, key}}
+    execution input {job_id, work_bucket, chunks_key, analysis_key, source: {bucket, key}}
       |
-      EncodeChunks (Distributed Map, STANDARD children) ------------------ Catch States.ALL -> $.error
-      |   ItemReader  s3://<work>/<$.chunks_key>   (items [{"chunk": {...}}, ...])           |
-      |   ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value.chunk}                   |
-      |   EncodeChunk -> encoder Lambda {job_id, work_bucket, chunk, attempt, entered_at}: its |
-      |                  range of the source, writes its final segments, returns its facts    |
-      |   ResultWriter s3://<work>/jobs/map-results/<map run id>/... (the facts, kept in S3)   |
-      |   ResultSelector keeps {chunks: <ResultWriterDetails>} at $.encode                      |
-      MergeAndPublish -> merger Lambda: facts -> playlists, MPD, manifest -- Catch -> $.error
-      |                                                                                        |
-      PublishCompletion (EventBridge PutEvents, default bus,                  MarkJobFailed -> failure Lambda
-      |   source vtp.pipeline, detail-type TranscodeJobCompleted)                              |
-      JobSucceeded (Succeed)                                                  JobFailed (Fail, error/cause
-                                                                                  from $.error)
+      FittedLadder (Choice) ---------- $.analysis_key "" or missing: a fixed ladder ---------+
+      |  $.analysis_key names the analysis items: a fitted ladder                           |
+      AnalyseChunks (Distributed Map, STANDARD children)                                    |
+      |   ItemReader  s3://<work>/<$.analysis_key>   (items [{"chunk": {...}}, ...])        |
+      |   ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value.chunk}                 |
+      |   AnalyseChunk -> analyser Lambda {job_id, work_bucket, chunk, attempt, entered_at}: |
+      |                   a few of the chunk's frames trial-encoded at every candidate size  |
+      |                   and rate factor and scored (VMAF) -> jobs/<job_id>/analysis/       |
+      |                   <chunk>.json; returns a summary                                    |
+      |   ResultWriter and ResultSelector as EncodeChunks' -> $.analyse                      |
+      FitLadder -> ladder Lambda {job_id}: the analyses -> the fitted rungs and each         |
+      |            chunk's rate factors, written into job.json (the encoders read it)        |
+      |            -> $.fit                                                                  |
+      |<-------------------------------------------------------------------------------------+
+      EncodeChunks (Distributed Map, STANDARD children)
+      |   ItemReader  s3://<work>/<$.chunks_key>   (items [{"chunk": {...}}, ...])
+      |   ItemSelector {job_id, work_bucket, chunk: $$.Map.Item.Value.chunk}
+      |   EncodeChunk -> encoder Lambda {job_id, work_bucket, chunk, attempt, entered_at}: its
+      |                  range of the source, writes its final segments, returns its facts
+      |   ResultWriter s3://<work>/jobs/map-results/<map run id>/... (the facts, kept in S3)
+      |   ResultSelector keeps {chunks: <ResultWriterDetails>} at $.encode
+      MergeAndPublish -> merger Lambda: facts (and analyses) -> playlists, MPD, manifest
+      |
+      PublishCompletion (EventBridge PutEvents, default bus, source vtp.pipeline,
+      |   detail-type TranscodeJobCompleted)
+      JobSucceeded (Succeed)
+
+    Catch States.ALL -> $.error:
+      AnalyseChunks, FitLadder -> AnalysisFailed (Pass: $.stage = "analyse") -> MarkJobFailed
+      EncodeChunks, MergeAndPublish ---------------------------------------> MarkJobFailed
+      MarkJobFailed -> failure Lambda -> JobFailed (Fail, error/cause from $.error)
 
 Retries on every Lambda task: errors named ``InputError`` (bad input: retrying cannot
 help) are never retried; throttling (``Lambda.TooManyRequestsException``: 14 attempts,
 2 s doubling up to 120 s, about 18 minutes at most, 9 on average with full jitter:
 longer than a burst of jobs holds the encoder's reserved concurrency) and the transient
 Lambda service errors (6 attempts) are retried with exponential backoff and full jitter;
-the encoder, which overwrites its outputs and so is idempotent, also retries
-``States.TaskFailed`` twice. Step Functions takes the first retrier whose ErrorEquals
-matches, so the InputError retrier (MaxAttempts 0) comes first. PublishCompletion retries
+the encoder, the analyser and the ladder function, which overwrite their outputs and so
+are idempotent, also retry ``States.TaskFailed`` twice. Step Functions takes the first
+retrier whose ErrorEquals matches, so the InputError retrier (MaxAttempts 0) comes first. PublishCompletion retries
 any error 6 times (it is not caught: a COMPLETE job is never failed; an execution that
 fails there is seen by the execution-status rule, which leaves a COMPLETE job alone).
 
@@ -165,6 +183,54 @@ class TranscodeWorkflow(Construct):
         )
         encode_chunks.item_processor(encode_chunk)
 
+        # --- a fitted ladder: the analysis map, then the fit -----------------------------
+        analyse_chunk = invoke(
+            "AnalyseChunk",
+            "Analyser",
+            comment="Trial-encode a few frames of one chunk at every candidate size and rate factor; score them.",
+            payload=sfn.TaskInput.from_object(
+                {
+                    "job_id": sfn.JsonPath.string_at("$.job_id"),
+                    "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
+                    "chunk": sfn.JsonPath.object_at("$.chunk"),
+                    "attempt": sfn.JsonPath.number_at("$$.State.RetryCount"),
+                    "entered_at": sfn.JsonPath.string_at("$$.State.EnteredTime"),
+                }
+            ),
+        )
+        add_retries(analyse_chunk, retry_task_failures=True)
+
+        analyse_chunks = sfn.DistributedMap(
+            self,
+            "AnalyseChunks",
+            comment="A fitted ladder: one child execution per chunk listed in jobs/<job_id>/analysis_chunks.json.",
+            item_reader=sfn.S3JsonItemReader(
+                bucket=storage.work_bucket,
+                key=sfn.JsonPath.string_at("$.analysis_key"),
+            ),
+            item_selector={
+                "job_id": sfn.JsonPath.string_at("$.job_id"),
+                "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
+                "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value.chunk"),
+            },
+            result_writer_v2=sfn.ResultWriterV2(bucket=storage.work_bucket, prefix=MAP_RESULTS_PREFIX),
+            result_selector={"chunks": sfn.JsonPath.object_at("$.ResultWriterDetails")},
+            result_path="$.analyse",
+            max_concurrency=max_concurrency,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            label="AnalyseChunks",
+        )
+        analyse_chunks.item_processor(analyse_chunk)
+
+        fit_ladder = invoke(
+            "FitLadder",
+            "Ladder",
+            comment="The chunks' analyses -> the fitted rungs and each chunk's rate factors, into job.json.",
+            payload=sfn.TaskInput.from_object({"job_id": sfn.JsonPath.string_at("$.job_id")}),
+            result_path="$.fit",
+        )
+        add_retries(fit_ladder, retry_task_failures=True)
+
         # --- publish ---------------------------------------------------------------------
         merge = invoke(
             "MergeAndPublish",
@@ -220,8 +286,30 @@ class TranscodeWorkflow(Construct):
         failure_path = mark_failed.next(job_failed)
         for state in (encode_chunks, merge):
             state.add_catch(failure_path, errors=[sfn.Errors.ALL], result_path="$.error")
+        # The failure function names the stage from the state ($.encode: the merge failed, else
+        # the encode); a failed analysis or fit says so itself.
+        analysis_failed = sfn.Pass(
+            self,
+            "AnalysisFailed",
+            comment="The job failed in its analysis or fit: the failed stage is analyse.",
+            result=sfn.Result.from_string("analyse"),
+            result_path="$.stage",
+        ).next(failure_path)
+        for state in (analyse_chunks, fit_ladder):
+            state.add_catch(analysis_failed, errors=[sfn.Errors.ALL], result_path="$.error")
 
-        definition = encode_chunks.next(merge).next(publish).next(sfn.Succeed(self, "JobSucceeded"))
+        encode_chunks.next(merge).next(publish).next(sfn.Succeed(self, "JobSucceeded"))
+        analyse_chunks.next(fit_ladder).next(encode_chunks)
+        # Executions started by a splitter that predates the fitted ladder have no analysis_key.
+        fitted = sfn.Condition.and_(
+            sfn.Condition.is_present("$.analysis_key"),
+            sfn.Condition.not_(sfn.Condition.string_equals("$.analysis_key", "")),
+        )
+        definition = (
+            sfn.Choice(self, "FittedLadder", comment="A fitted ladder (analysis items named) is analysed and fitted first.")
+            .when(fitted, analyse_chunks)
+            .otherwise(encode_chunks)
+        )
 
         # /aws/vendedlogs/ keeps Step Functions' log delivery clear of the CloudWatch Logs resource-policy
         # size limit. The name is fixed, so the group goes with the stack (a retained one would block
@@ -239,7 +327,8 @@ class TranscodeWorkflow(Construct):
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             timeout=WORKFLOW_TIMEOUT,
-            comment="vtp: encode chunks (Distributed Map), publish the playlists and the manifest, announce.",
+            comment="vtp: analyse chunks and fit the ladder (a fitted ladder), encode chunks (Distributed Maps), "
+                    "publish the playlists and the manifest, announce.",
         )
         self._observability(self.state_machine)
         self._acknowledge_role_findings(storage, functions)
@@ -292,7 +381,7 @@ class TranscodeWorkflow(Construct):
     def _acknowledge_role_findings(self, storage: Storage, functions: dict[str, lambda_.IFunction]) -> None:
         """The wildcards CDK itself grants the state machine role, each with its reason."""
         role = self.state_machine.role
-        for name in ("Encoder", "Merger", "Failure"):
+        for name in ("Analyser", "Ladder", "Encoder", "Merger", "Failure"):
             acknowledge_wildcard_resources(
                 role,
                 [f"{functions[name].function_arn}:*"],
@@ -302,7 +391,8 @@ class TranscodeWorkflow(Construct):
         acknowledge_wildcard_resources(
             role,
             [f"arn:{Stack.of(self).partition}:s3:::{storage.work_bucket.bucket_name}/*"],
-            "The Distributed Map's ItemReader (s3:GetObject of jobs/<job_id>/chunks.json) and ResultWriter "
+            "The Distributed Maps' ItemReaders (s3:GetObject of jobs/<job_id>/chunks.json and "
+            "analysis_chunks.json) and ResultWriters "
             "(s3:PutObject under jobs/map-results/) are granted by CDK on the work bucket's objects; the "
             "key comes from the execution input, the result keys from the map run id.",
         )
@@ -314,9 +404,11 @@ class TranscodeWorkflow(Construct):
             for statement in document.get("Statement", []):
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 if all(action.startswith("states:") for action in actions):
+                    resources = statement["Resource"]
                     acknowledge_wildcard_resources(
                         map_policy,
-                        [statement["Resource"]],
+                        resources if isinstance(resources, list) else [resources],
                         "Distributed Map child executions of this one state machine get their names at "
-                        "run time (execution:<state machine>:* and <state machine>/EncodeChunks:*).",
+                        "run time (execution:<state machine>:*, <state machine>/AnalyseChunks:* and "
+                        "<state machine>/EncodeChunks:*).",
                     )

@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 STACK_NAME = "VideoTranscodingPipeline"
-FUNCTION_NAMES = ("Splitter", "Encoder", "Merger", "Failure", "Watchdog")
+FUNCTION_NAMES = ("Splitter", "Analyser", "Ladder", "Encoder", "Merger", "Failure", "Watchdog")
 
 
 def load_app_module():
@@ -80,7 +80,7 @@ class Synth:
         return json.loads(text)
 
     def function_ids(self) -> dict[str, str]:
-        """Construct name -> logical id of the five functions."""
+        """Construct name -> logical id of the seven functions."""
         return {name: self.logical_id(self.stack.functions.functions[name]) for name in FUNCTION_NAMES}
 
     def role_ids(self) -> dict[str, str]:

@@ -64,4 +64,4 @@ def test_every_iam5_acknowledgement_names_the_one_resource_it_covers(synth):
                     star.append(construct)
     assert all(isinstance(c, iam.Policy) and (c.node.id == "ObservabilityPolicy" or c.node.id.endswith("XRay"))
                for c in star), [c.node.path for c in star]
-    assert len(star) == 6  # five functions' X-Ray policies and the state machine's observability policy
+    assert len(star) == 8  # seven functions' X-Ray policies and the state machine's observability policy

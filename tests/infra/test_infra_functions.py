@@ -1,4 +1,4 @@
-"""The five Lambdas: handlers, sizing, layer, environment, one least-privilege role each."""
+"""The seven Lambdas: handlers, sizing, layer, environment, one least-privilege role each."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 HANDLERS = {
     "Splitter": "vtp.handlers.splitter.handler",
+    "Analyser": "vtp.handlers.analyser.handler",
+    "Ladder": "vtp.handlers.ladder.handler",
     "Encoder": "vtp.handlers.encoder.handler",
     "Merger": "vtp.handlers.merger.handler",
     "Failure": "vtp.handlers.failure.handler",
@@ -18,6 +20,8 @@ HANDLERS = {
 }
 SIZING = {  # memory MB, timeout s, ephemeral MB (see infra/functions.py for the reasons)
     "Splitter": (1769, 300, 512),
+    "Analyser": (3008, 900, 512),  # contract.ANALYSER_MEMORY_MB
+    "Ladder": (512, 300, 512),  # contract.LADDER_MEMORY_MB
     "Encoder": ({"Ref": "EncoderMemoryMB"}, 900, 2048),  # a stack parameter
     "Merger": (1024, 300, 512),
     "Failure": (512, 300, 512),
@@ -121,7 +125,7 @@ def test_ffmpeg_layer_is_attached_to_every_function(synth):
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
     for name in HANDLERS:
-        assert props(synth, name).get("Layers") == (None if name == "Watchdog" else [{"Ref": layer_id}])
+        assert props(synth, name).get("Layers") == (None if name in ("Ladder", "Watchdog") else [{"Ref": layer_id}])
     # The layer asset is the folder packaging.py built, with bin/ffmpeg, bin/ffprobe and the quality
     # scorer bin/ffmpeg-vmaf (/opt/bin in Lambda), within Lambda's 250 MB beside the code.
     asset_path = synth.stack.functions.layer_dir
@@ -144,7 +148,7 @@ def test_log_groups_have_retention(synth):
 
 def test_one_role_per_function_without_managed_policies(synth):
     roles = synth.role_ids()
-    assert len(set(roles.values())) == 5
+    assert len(set(roles.values())) == 7
     for name, role_id in roles.items():
         assert props(synth, name)["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}
         role = synth.resources[role_id]["Properties"]
@@ -160,6 +164,8 @@ ALLOWED_ACTIONS = {  # per function and service: every action it may have (anyth
         "sqs": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
                 "sqs:GetQueueUrl", "sqs:SendMessage"},
     },
+    "Analyser": {"dynamodb": {"dynamodb:UpdateItem"}},
+    "Ladder": {"dynamodb": {"dynamodb:UpdateItem"}},
     "Encoder": {"dynamodb": {"dynamodb:UpdateItem"}},
     "Merger": {"dynamodb": {"dynamodb:UpdateItem"}},
     "Failure": {"dynamodb": {"dynamodb:GetItem", "dynamodb:UpdateItem"}, "events": {"events:PutEvents"},
@@ -281,6 +287,19 @@ def test_s3_grants_are_scoped_to_the_buckets_and_prefixes_each_function_uses(syn
     assert merger["s3:ListBucket"] == {f"<{work}.Arn>"}
     assert not any(input_objects in r for rs in merger.values() for r in rs)
     assert not _s3_grants(synth, "Watchdog")
+
+    # The analyser (a fitted ladder) reads job.json and its chunk of the upload, and writes only
+    # its trial points (jobs/<job_id>/analysis/); nothing of the output bucket.
+    analyser = _s3_grants(synth, "Analyser")
+    assert analyser["s3:GetObject"] == {input_objects, work_jobs} and analyser["s3:GetObjectVersion"] == {input_objects}
+    assert analyser["s3:PutObject"] == {f"<{work}.Arn>/jobs/*/analysis/*"}
+    assert set(analyser) == {"s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"}
+    assert not any(output in r for rs in analyser.values() for r in rs)
+
+    # The ladder function reads the job and the analyses and rewrites job.json: the work bucket only.
+    ladder = _s3_grants(synth, "Ladder")
+    assert ladder == {"s3:ListBucket": {f"<{work}.Arn>"}, "s3:GetObject": {work_jobs},
+                      "s3:PutObject": {f"<{work}.Arn>/jobs/*/job.json"}}
 
     failure = _s3_grants(synth, "Failure")
     assert failure["s3:DeleteObject"] == {f"<{output}.Arn>/*"}

@@ -113,7 +113,7 @@ def test_monitoring_alarms(synth):
     assert ("AWS/States", "ExecutionsFailed") in metrics
     assert ("AWS/States", "ExecutionsTimedOut") in metrics
     lambda_error_alarms = [a for a in alarms.values() if a["Properties"]["MetricName"] == "Errors"]
-    assert len(lambda_error_alarms) == 5
+    assert len(lambda_error_alarms) == 7  # one per function
     by_metric = {a["Properties"]["MetricName"]: a["Properties"] for a in alarms.values()}
     # Failed jobs, counted by the failure function on every path (powertools: namespace vtp, dimension service).
     for name in ("JobsFailed", "JobsOverdue"):
@@ -126,7 +126,7 @@ def test_monitoring_alarms(synth):
     assert dead_letters["Namespace"] == "AWS/SQS" and dead_letters["Threshold"] == 1
     assert dead_letters["Dimensions"][0]["Value"] == {
         "Fn::GetAtt": [synth.logical_id(synth.stack.intake.dead_letter_queue), "QueueName"]}
-    assert len(alarms) == 10
+    assert len(alarms) == 12
     topic_id = synth.logical_id(synth.stack.monitoring.topic)
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]

@@ -35,7 +35,7 @@ def test_no_custom_resource_deploys_the_notification(synth):
     assert not any(t.startswith("Custom::") for t in types), types
     assert "AWS::CloudFormation::CustomResource" not in types
     # Only the pipeline's functions: no hidden notification-handler Lambda.
-    assert len(synth.of_type("AWS::Lambda::Function")) == 5
+    assert len(synth.of_type("AWS::Lambda::Function")) == 7
 
 
 def test_s3_may_send_to_the_uploads_queue_only_from_the_input_bucket(synth):

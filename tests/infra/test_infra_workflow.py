@@ -1,4 +1,5 @@
-"""The state machine: Distributed Map of encoders -> merger -> event, failures -> failure Lambda."""
+"""The state machine: (a fitted ladder) Distributed Map of analysers -> ladder fit, then
+Distributed Map of encoders -> merger -> event, failures -> failure Lambda."""
 
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ def test_standard_workflow_with_tracing_and_full_logging(synth):
 
 def test_main_path_in_order(asl):
     states = asl["States"]
-    assert asl["StartAt"] == "EncodeChunks"
+    assert asl["StartAt"] == "FittedLadder"
+    assert states["AnalyseChunks"]["Next"] == "FitLadder"
+    assert states["FitLadder"]["Next"] == "EncodeChunks"
     assert states["EncodeChunks"]["Next"] == "MergeAndPublish"
     assert states["MergeAndPublish"]["Next"] == "PublishCompletion"
     assert states["PublishCompletion"]["Next"] == "JobSucceeded"
@@ -91,12 +94,13 @@ def test_max_concurrency_is_a_stack_parameter(synth):
 def _lambda_tasks(asl):
     states = dict(asl["States"])
     states.update(states["EncodeChunks"]["ItemProcessor"]["States"])
+    states.update(states["AnalyseChunks"]["ItemProcessor"]["States"])
     return {name: s for name, s in states.items() if s["Type"] == "Task" and "events:putEvents" not in s["Resource"]}
 
 
 def test_every_lambda_task_retries_transient_errors_with_full_jitter_but_never_input_errors(asl):
     tasks = _lambda_tasks(asl)
-    assert set(tasks) == {"EncodeChunk", "MergeAndPublish", "MarkJobFailed"}
+    assert set(tasks) == {"AnalyseChunk", "FitLadder", "EncodeChunk", "MergeAndPublish", "MarkJobFailed"}
     for name, task in tasks.items():
         retries = task["Retry"]
         # First matching retrier wins: InputError must come first, with no attempts.
@@ -113,7 +117,7 @@ def test_every_lambda_task_retries_transient_errors_with_full_jitter_but_never_i
         waits = [min(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** n, 120) for n in range(14)]
         assert 15 * 60 < sum(waits) < 20 * 60
         task_failed = [r for r in retries if "States.TaskFailed" in r["ErrorEquals"]]
-        if name == "EncodeChunk":  # idempotent: retried a couple of times
+        if name in ("AnalyseChunk", "FitLadder", "EncodeChunk"):  # idempotent: retried a couple of times
             assert len(task_failed) == 1 and task_failed[0]["MaxAttempts"] == 2
             assert task_failed[0]["JitterStrategy"] == "FULL"
         else:
@@ -125,6 +129,11 @@ def test_failures_are_caught_into_the_failure_function_then_fail(synth, asl):
     states = asl["States"]
     for name in ("EncodeChunks", "MergeAndPublish"):
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkJobFailed"}]
+    # A failed analysis or fit names its stage for the failure function ($.stage), then the same path.
+    for name in ("AnalyseChunks", "FitLadder"):
+        assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "AnalysisFailed"}]
+    assert states["AnalysisFailed"]["Type"] == "Pass" and states["AnalysisFailed"]["Result"] == "analyse"
+    assert states["AnalysisFailed"]["ResultPath"] == "$.stage" and states["AnalysisFailed"]["Next"] == "MarkJobFailed"
     mark_failed = states["MarkJobFailed"]
     assert mark_failed["Resource"] == _fn(synth, "Failure")
     assert mark_failed["ResultPath"] is None  # keeps $.error for the Fail state
@@ -160,7 +169,7 @@ def test_completion_event_goes_to_the_default_bus(asl):
     assert publish["ResultPath"] is None
 
 
-def test_state_machine_role_may_invoke_only_the_three_workflow_functions(synth):
+def test_state_machine_role_may_invoke_only_the_five_workflow_functions(synth):
     from infra.nag import flatten_cfn_reference
 
     role_id = synth.logical_id(synth.stack.workflow.state_machine.role)
@@ -171,7 +180,60 @@ def test_state_machine_role_may_invoke_only_the_three_workflow_functions(synth):
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             invoked.update(flatten_cfn_reference(r) for r in resources)
     ids = synth.function_ids()
-    expected = {f"<{ids[n]}.Arn>" for n in ("Encoder", "Merger", "Failure")}
+    expected = {f"<{ids[n]}.Arn>" for n in ("Analyser", "Ladder", "Encoder", "Merger", "Failure")}
     assert expected <= invoked
-    assert not any(ids["Splitter"] in r for r in invoked)
+    assert not any(ids[name] in r for r in invoked for name in ("Splitter", "Watchdog"))
     assert "*" not in invoked
+
+
+# --- a fitted ladder: the Choice, the analysis map and the fit --------------------------------
+
+
+def test_the_choice_sends_a_fitted_ladder_to_the_analysis_and_a_fixed_one_straight_to_the_encoders(asl):
+    choice = asl["States"]["FittedLadder"]
+    assert choice["Type"] == "Choice"
+    # The splitter names the analysis items in $.analysis_key ("" for a fixed ladder); an
+    # execution without the key (started by an older splitter) encodes at once too.
+    [rule] = choice["Choices"]
+    assert rule == {
+        "And": [{"Variable": "$.analysis_key", "IsPresent": True},
+                {"Not": {"Variable": "$.analysis_key", "StringEquals": ""}}],
+        "Next": "AnalyseChunks",
+    }
+    assert choice["Default"] == "EncodeChunks"
+
+
+def test_the_analysis_map_reads_its_items_and_writes_its_results_like_the_encode_map(synth, asl):
+    work = synth.logical_id(synth.stack.storage.work_bucket)
+    states = asl["States"]
+    analyse, encode = states["AnalyseChunks"], states["EncodeChunks"]
+    assert analyse["Type"] == "Map"
+    assert analyse["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert analyse["ItemReader"]["Resource"] == encode["ItemReader"]["Resource"]
+    assert analyse["ItemReader"]["ReaderConfig"] == {"InputType": "JSON"}
+    assert analyse["ItemReader"]["Parameters"] == {"Bucket": f"REF:{work}", "Key.$": "$.analysis_key"}
+    assert analyse["ResultWriter"] == encode["ResultWriter"]
+    assert analyse["ItemSelector"] == encode["ItemSelector"]
+    assert analyse["MaxConcurrency"] == "REF:MaxConcurrency"
+    # Only where the results went, at $.analyse (the analyses themselves are in the work bucket).
+    assert analyse["ResultSelector"] == {"chunks.$": "$.ResultWriterDetails"} and analyse["ResultPath"] == "$.analyse"
+    [(name, task)] = analyse["ItemProcessor"]["States"].items()
+    assert name == "AnalyseChunk" and task["Resource"] == _fn(synth, "Analyser")
+    assert task["Parameters"] == encode["ItemProcessor"]["States"]["EncodeChunk"]["Parameters"]
+
+
+def test_the_fit_gets_the_job_and_keeps_the_state(synth, asl):
+    fit = asl["States"]["FitLadder"]
+    assert fit["Type"] == "Task" and fit["Resource"] == _fn(synth, "Ladder")
+    assert fit["Parameters"] == {"job_id.$": "$.job_id"}
+    assert fit["ResultPath"] == "$.fit"  # the execution input stays for the encode map and the merger
+
+
+def test_the_analyser_and_the_ladder_function_are_sized_from_the_contract(synth):
+    from vtp import contract
+
+    ids = synth.function_ids()
+    analyser = synth.resources[ids["Analyser"]]["Properties"]
+    ladder = synth.resources[ids["Ladder"]]["Properties"]
+    assert analyser["MemorySize"] == contract.ANALYSER_MEMORY_MB and analyser["Timeout"] == 900
+    assert ladder["MemorySize"] == contract.LADDER_MEMORY_MB and "Layers" not in ladder
