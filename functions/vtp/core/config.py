@@ -92,15 +92,15 @@ class AutoLadder:
     min_rate_step: float = 1.5
     resolutions: int = 4  # candidate sizes analysed: the largest that fit the source
     crfs: tuple[float, ...] = (18.0, 26.0, 34.0)  # rate factors each candidate is tried at
-    frames: int = 5  # frames per analysis window (the middle ones are scored)
+    frames: int = 4  # frames per analysis window (the middle ones are scored)
     windows_per_chunk: int = 1
     min_windows: int = 2  # a title of one chunk has two
     # The share of a chunk's own analysis in its rate factor (0: the title's for every chunk).
     chunk_weight: float = 0.5
     max_chunk_offset: float = 4.0  # how far a chunk's rate factor may move from the rung's
     # Capped VBR: peak rate and buffer as multiples of the rung's fitted average rate.
-    maxrate_ratio: float = 1.2
-    bufsize_ratio: float = 1.0
+    maxrate_ratio: float = 1.1
+    bufsize_ratio: float = 0.6
     caps_kbps: dict[int, int] = field(default_factory=lambda: dict(AUTO_CAPS_KBPS))
 
     @classmethod

@@ -38,7 +38,7 @@ from vtp.core import fmp4
 from vtp.core.config import PipelineConfig, RateControl
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
-from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, ChunkRates, Rendition
+from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, ChunkRates, Rendition, short_tail_s
 from vtp.core.probe import SourceInfo, first_framecrc_time
 from vtp.core.quality import RungScores, reference_chain, sample_times, score_chunk
 from vtp.core.source import Source
@@ -317,6 +317,14 @@ def _grid(start: float, end: float, step: float) -> list[float]:
     return times
 
 
+def keyframe_grid(chunk: Chunk, info: SourceInfo, config: PipelineConfig) -> list[float]:
+    """Where the chunk's keyframes are forced: the GOP grid from its start."""
+    if chunk.end_s is not None:
+        return _grid(chunk.start_s, chunk.end_s, config.gop_s)
+    times = _grid(chunk.start_s, info.duration_s + config.gop_s, config.gop_s)
+    return [t for i, t in enumerate(times) if i == 0 or info.duration_s - t >= short_tail_s(config)]
+
+
 def tile_times(chunk: Chunk, info: SourceInfo, interval: float) -> tuple[float, ...]:
     end = chunk.end_s if chunk.end_s is not None else info.duration_s
     first = math.ceil(chunk.start_s / interval - 1e-9)
@@ -419,7 +427,7 @@ def encode_args(
         scaled[name] = copies[0]
         taps[name] = [copies[i] for i in range(1, 1 + (name == tiles_from) + (name == poster_from))]
     nodes = []
-    keyframe_times = ",".join(f"{t:.6f}" for t in _grid(chunk.start_s, chunk.end_s or info.duration_s + config.gop_s, config.gop_s))
+    keyframe_times = ",".join(f"{t:.6f}" for t in keyframe_grid(chunk, info, config))
     for rendition in renditions:
         options = encoder_options(rendition, info, config, crf=rates.crf.get(rendition.name) if rates else None)
         options.update({

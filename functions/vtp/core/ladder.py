@@ -125,8 +125,10 @@ def fit_ladder(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses
         above = rungs[-1] if rungs else None
         choice = _cheapest(target, sizes, title, config, below=above.rendition.height if above else None, top=above is None)
         if choice is None:
-            break
-        if above is not None and above.rendition.bitrate_kbps < auto.min_rate_step * choice.rendition.bitrate_kbps:
+            # No smaller size reaches this target within its cap: a lower target may be reached.
+            dropped.append({"target_vmaf": target, "name": None, "kbps": None,
+                            "reason": "no smaller size reaches it within its cap"})
+        elif above is not None and above.rendition.bitrate_kbps < auto.min_rate_step * choice.rendition.bitrate_kbps:
             dropped.append({"target_vmaf": target, "name": choice.rendition.name, "kbps": choice.rendition.bitrate_kbps,
                             "reason": f"saves less than {auto.min_rate_step:g}x over {above.rendition.name}"})
         else:

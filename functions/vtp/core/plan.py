@@ -27,6 +27,16 @@ from vtp.core.probe import KeyframeFinder, SourceInfo
 BOUNDARY_EPSILON_S = 1e-4
 
 
+# A keyframe this close to the end of the video would start a segment of a few frames (which
+# players fetch for little, and whose keyframe makes the rung's peak rate look far above its
+# average): the last GOP, and segment, runs to the end instead.
+SHORT_TAIL_GOPS = 0.25
+
+
+def short_tail_s(config: PipelineConfig) -> float:
+    return SHORT_TAIL_GOPS * config.gop_s
+
+
 @dataclass(frozen=True)
 class Rendition:
     name: str

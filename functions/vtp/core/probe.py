@@ -460,6 +460,37 @@ def _packets(source: Source, info: SourceInfo, intervals: str, spent: list[IoSta
     return packets
 
 
+def packet_sizes(source: Source, info: SourceInfo, start_s: float, end_s: float) -> tuple[list[tuple[float, int, bool]], IoStats]:
+    """The source's video packets between two source times, demuxed (not decoded): (pts, bytes,
+    keyframe) in presentation order. How the source's own encoder spent its bits over time."""
+    try:
+        result = run_ffprobe(
+            [
+                "-loglevel", "error", *_probe_args(source),
+                "-select_streams", str(info.video.stream_index),
+                "-read_intervals", f"{max(start_s, 0.0):.6f}%{end_s:.6f}",
+                "-show_entries", "packet=pts_time,size,flags",
+                "-of", "csv=p=0",
+                source.url,
+            ],
+            timeout_s=_HEADER_TIMEOUT_S * 5,
+        )
+    except FfmpegFailed as failure:
+        if failure.crashed:
+            raise failure.as_tool_crash("reading the source's packet sizes") from None
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"reading the source's packets fails ({_detail(failure, source)})") from None
+    packets = []
+    for line in result.stdout.decode().splitlines():
+        fields = line.split(",")
+        if len(fields) < 3 or fields[0] in ("", "N/A"):
+            continue
+        try:
+            packets.append((float(fields[0]), int(fields[1]), "K" in fields[2]))
+        except ValueError:
+            continue
+    return sorted(packets), io_stats(result)
+
+
 _NO_INDEX = "moov atom not found"
 _MISDETECTED = "misdetection possible"
 # Codecs ffprobe recognises that this FFmpeg build cannot decode (see source.VIDEO_CODECS).

@@ -26,7 +26,7 @@ from typing import Any
 from vtp.core.config import PipelineConfig
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
-from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition
+from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition, short_tail_s
 from vtp.core.probe import SourceInfo
 from vtp.core.tools import FfmpegFailed, ff, run_scorer
 
@@ -50,6 +50,8 @@ def sample_times(chunk: Chunk, info: SourceInfo, config: PipelineConfig) -> tupl
         return ()  # below a frame a second, 3 frames would span several segments: not scored
     end = chunk.end_s if chunk.end_s is not None else info.duration_s
     room = (RUN + 1) / max(info.video.fps, 1.0)
+    if chunk.end_s is None:
+        room = max(room, short_tail_s(config))  # no segment starts in the video's last moment
     first = math.ceil(chunk.start_s / config.segment_s - 1e-9)
     times = []
     index = first
