@@ -48,12 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--stack", default="VideoTranscodingPipeline", help="stack name, with --aws")
     report.add_argument("--out", type=Path, default=None, help="with --aws: where to fetch it (default: $VTP_HOME/reports/)")
 
-    bench = commands.add_parser("bench", help="compare the pipeline with one ffmpeg command on the same input")
+    bench = commands.add_parser(
+        "bench", help="compare the pipeline with one ffmpeg command on the same input; "
+        "or, with --ladder compare, the fitted ladder with the fixed one",
+    )
     bench.add_argument("input", type=Path)
     bench.add_argument("--workers", type=int, default=None)
-    bench.add_argument("--json", action="store_true", help="print only the ratios, as JSON")
+    bench.add_argument("--json", action="store_true", help="print only the figures, as JSON")
     bench.add_argument("--repeat", type=int, default=1, help="rounds, alternating the two sides; medians reported")
-    add_encoding_options(bench)
+    bench.add_argument(
+        "--vmaf-subsample", type=int, default=None, metavar="N",
+        help="with --ladder compare: score VMAF and PSNR on every Nth frame "
+        "(default: every frame for short titles, else the smallest odd N within a fixed budget)",
+    )
+    add_encoding_options(bench, compare=True)
 
     probe = commands.add_parser("probe", help="print what the pipeline sees in a file and how it would cut it")
     probe.add_argument("input", type=Path)
@@ -61,12 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_encoding_options(parser: argparse.ArgumentParser) -> None:
+def add_encoding_options(parser: argparse.ArgumentParser, *, compare: bool = False) -> None:
     defaults = PipelineConfig()
     group = parser.add_argument_group("encoding")
     group.add_argument(
         "--ladder", default="auto",
-        help="auto: fitted to each title (default); fixed: 1080p,720p,480p,360p at fixed CRF; or rung names, e.g. 720p,360p",
+        help="auto: fitted to each title (default); fixed: 1080p,720p,480p,360p at fixed CRF; or rung names, e.g. 720p,360p"
+        + ("; compare: run the fixed ladder and the fitted one, and measure every rung of both" if compare else ""),
     )
     group.add_argument("--top-vmaf", type=float, default=defaults.auto.top_vmaf,
                        help="a fitted ladder's top-rung VMAF target (default %(default)g)")
@@ -294,7 +303,21 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+LADDER_COMPARE = "compare"
+
+
 def command_bench(args: argparse.Namespace) -> int:
+    if args.ladder.strip().lower() == LADDER_COMPARE:
+        from vtp.ladder_bench import run_ladder_benchmark
+
+        if args.repeat != 1:
+            raise PipelineError(ErrorCode.INVALID_CONFIG, "--repeat is for the single-ffmpeg benchmark, not --ladder compare")
+        # Both ladders are run: the fixed one (the default rungs) and the fitted one.
+        config = config_from(argparse.Namespace(**{**vars(args), "ladder": "auto"}))
+        return run_ladder_benchmark(args.input, config, workers=args.workers, as_json=args.json,
+                                    subsample=args.vmaf_subsample)
+    if args.vmaf_subsample is not None:
+        raise PipelineError(ErrorCode.INVALID_CONFIG, "--vmaf-subsample is for --ladder compare")
     from vtp.bench import run_benchmark
 
     return run_benchmark(args.input, config_from(args), workers=args.workers, as_json=args.json, repeat=args.repeat)
