@@ -43,6 +43,7 @@ from vtp.core.source import Source
 from vtp.core.tools import FfmpegFailed, IoStats, ff, io_stats, run_ffmpeg, run_scorer
 
 SCORE_TIME_BASE = "1/25"
+MIN_USUAL_HEIGHT = 360  # smaller sizes are tried only for small sources
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,12 @@ class ChunkAnalysis:
 
 def candidates(info: SourceInfo, config: PipelineConfig) -> tuple[Rendition, ...]:
     """The sizes a fitted ladder chooses from: the largest `resolutions` known sizes that fit
-    the source (never upscaled; portrait sources get portrait sizes)."""
+    the source (never upscaled; portrait sources get portrait sizes), none below 360 lines
+    unless the source is that small (then two sizes at least)."""
     known = tuple(rung for rung in KNOWN_RUNGS.values() if rung.height in config.auto.caps_kbps)
-    return plan_ladder(info, known)[: config.auto.resolutions]
+    fitting = plan_ladder(info, known)[: config.auto.resolutions]
+    usual = tuple(size for size in fitting if int(size.name.rstrip("p")) >= MIN_USUAL_HEIGHT)
+    return usual if len(usual) >= 2 else fitting[:2]
 
 
 def window_starts(chunk: Chunk, info: SourceInfo, config: PipelineConfig, chunks: int) -> tuple[float, ...]:

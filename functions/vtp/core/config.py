@@ -77,7 +77,7 @@ class Limits:
 
 
 # Candidate sizes of a fitted ladder (never above the source's), and each one's bit rate cap.
-AUTO_CAPS_KBPS: dict[int, int] = {2160: 40000, 1440: 24000, 1080: 16000, 720: 8000, 480: 4000, 360: 2500}
+AUTO_CAPS_KBPS: dict[int, int] = {2160: 40000, 1440: 24000, 1080: 16000, 720: 8000, 480: 4000, 360: 2500, 240: 1200}
 
 
 @dataclass(frozen=True)
