@@ -19,10 +19,12 @@ without subsampling; libvmaf's own pooled mean is wrong then, so the means are t
 from the frames). N is 1 where the title is short, otherwise the smallest odd number that keeps
 the scored pixels within `SCORED_MEGAPIXELS` (odd: x264's B-frame pattern has a period of up to
 4 frames, and an even N would score mostly one kind of frame; measured on the grainy clip: N=4
-put a 720p rung at 91.2 against 87.8 over every frame, N=5 at 87.3). Measured on 2 cores, a
-1080p rung costs about 110 ms of CPU per frame scored in full and 14 ms per frame only decoded,
-scaled and fed to the motion feature; a 60 s 1080p30 title with 8 rungs gets N = 7, about
-3 minutes.
+put a 720p rung at 91.2 against 87.8 over every frame, N=5 at 87.3). Measured here, a 1080p rung
+costs about 110 ms of CPU per frame scored in full and 14 ms per frame only decoded, scaled up
+and fed to the motion feature, and decoding the reference 16 ms a frame (once per scorer); the
+rungs are shared among `workers` scorers (at most), each with its own reference. A 60 s 1080p30
+title with 8 rungs (30,000 MP) gets N = 9: about 430 CPU-s, some 3.5 minutes on 2 cores (an
+estimate from those costs: 5 rungs of 4 s at N = 7 took 18.9 CPU-s).
 
 Then: the total bytes of the two ladders, the BD-rate of the fitted ladder against the fixed one
 on (log bit rate, VMAF), the analysis' CPU as a share of the encode's, and for each fixed rung
@@ -55,8 +57,8 @@ from vtp.local.runner import default_workers, run_job
 
 MODEL = "vmaf_v0.6.1"
 # Pixels scored in full per title (frames x display pixels over every rung of both ladders),
-# in millions: a 60 s 1080p30 title with 8 rungs (30,000 MP) gets N = 7 (4,300 MP).
-SCORED_MEGAPIXELS = 5000.0
+# in millions: a 60 s 1080p30 title with 8 rungs (30,000 MP) gets N = 9 (3,300 MP).
+SCORED_MEGAPIXELS = 4000.0
 PSNR_CAP_DB = 60.0  # identical frames: libvmaf caps PSNR at 60 dB for 8 bits, as vtp.core.quality does
 SCORE_TIME_BASE = "1/25"  # both inputs share it before the frames are paired in order
 
@@ -462,8 +464,9 @@ def print_report(report: dict[str, Any], console) -> None:
         f"source: {source['duration_s']:g} s {source['width']}x{source['height']} at {source['frame_rate']} fps",
         f"scoring: {scoring['note']}; {scoring['frames']} frames; {scoring['wall_s']:.1f} s, {scoring['cpu_s']:.1f} CPU-s",
         f"total bytes auto / fixed: {_number(report['total_bytes_ratio'], '{:.3f}')}",
-        f"BD-rate (VMAF) of auto against fixed: {_number(report['bd_rate_vmaf_pct'], '{:+.2f} %')}"
-        f" ({report['bd_rate_note']})",
+        "BD-rate (VMAF) of auto against fixed: " + (
+            f"{report['bd_rate_vmaf_pct']:+.2f} % ({report['bd_rate_note']})" if report["bd_rate_vmaf_pct"] is not None
+            else report["bd_rate_note"]),
         f"analysis CPU: {cpu['analysis_cpu_s']:.1f} s = {_percent(cpu['analysis_share'])} of the encode's "
         f"{cpu['encode_cpu_s']:.1f} s; {_percent(cpu['analysis_share_without_quality'])} of "
         f"{cpu['encode_cpu_without_quality_s']:.1f} s without the encoders' quality scoring",
