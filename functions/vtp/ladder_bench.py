@@ -322,6 +322,11 @@ def compare_ladders(source: Path, config: PipelineConfig, *, workers: int | None
     log = log or (lambda message: None)
     if vmaf_binary() is None:
         raise PipelineError(ErrorCode.FFMPEG_NOT_FOUND, "comparing ladders needs the quality scorer (ffmpeg-vmaf)")
+    try:
+        import numpy  # noqa: F401 - the BD-rate's fits; checked before minutes of encoding
+    except ImportError:
+        raise PipelineError(ErrorCode.INVALID_CONFIG, "comparing ladders needs numpy (pip install numpy; "
+                                                      "the project's dev extras have it)") from None
     if subsample is not None and subsample < 1:
         raise PipelineError(ErrorCode.INVALID_CONFIG, f"the VMAF subsampling must be 1 or more, not {subsample}")
     workers = workers or default_workers()
