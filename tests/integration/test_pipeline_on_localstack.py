@@ -9,6 +9,12 @@ every job fails (every job proves the workflow's retry), and keys that name a sp
 fault make the first splitter die after its claim or the first StartExecution throttled.
 Those slow scenarios are uploaded at the start of the session (fixture ``early``) and
 checked near the end, so their waits overlap the other tests.
+
+The fitted ladder (``VTP_LADDER=auto``: the analysis Map and FitLadder before the encoders)
+is a deploy-time setting, so it runs on a second, small stack (``VtpIntegrationAuto``,
+chunks of 8 s) that is deployed in the background from the start of the session (fixture
+``fitted_upload``, with the ``early`` uploads), while the tests on the first stack run; its
+one job is checked near the end.
 """
 
 from __future__ import annotations
@@ -44,6 +50,15 @@ CONTEXT = {
     "vtp:splitter-timeout-s": str(SPLITTER_TIMEOUT_S), "vtp:queue-retry-delay-s": "3", "vtp:key-prefix": "uploads/",
 }
 PARAMETERS = {"MaxConcurrency": "2", "EncoderReservedConcurrency": "2", "MaxRunningJobs": "4", "SplitterConcurrency": "2"}
+# The second stack: the fitted ladder, chunks of 8 s (the 16 s sample makes two), no faults.
+AUTO_STACK = "VtpIntegrationAuto"
+AUTO_SETTINGS = "VTP_LADDER=auto;VTP_PRESET=ultrafast;VTP_CHUNK_S=8"
+AUTO_CONTEXT = {
+    "vtp:stack-name": AUTO_STACK, "vtp:settings": AUTO_SETTINGS, "vtp:splitter-timeout-s": str(SPLITTER_TIMEOUT_S),
+    "vtp:queue-retry-delay-s": "3", "vtp:key-prefix": "uploads/",
+}
+AUTO_PARAMETERS = {"MaxConcurrency": "2", "MaxRunningJobs": "2", "SplitterConcurrency": "2"}
+AUTO_DEPLOY_TIMEOUT_S = 600
 
 
 def _deploy_module():
@@ -117,7 +132,9 @@ class Deployed:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             job = self.job(job_id)
-            if job and (job["status"] in until if isinstance(until, tuple) else until(job)):
+            # LocalStack's DynamoDB (moto) makes an update of a new item in two steps: a read
+            # between them sees the key alone.
+            if job and "status" in job and (job["status"] in until if isinstance(until, tuple) else until(job)):
                 return job
             time.sleep(1.0)
         raise AssertionError(
@@ -227,9 +244,34 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def early(deployed) -> dict[str, str]:
+def fitted_upload(deployed):
+    """The fitted-ladder stack, deployed in the background (cdklocal, about a minute), then the
+    sample uploaded to it: a future of (the stack, the job id). The session waits for it
+    before LocalStack stops."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def deploy_and_upload() -> tuple[Deployed, str]:
+        deploy = _deploy_module()
+        outputs = deploy.deploy(deployed.localstack.endpoint, AUTO_STACK, context=AUTO_CONTEXT,
+                                parameters=AUTO_PARAMETERS, timeout=AUTO_DEPLOY_TIMEOUT_S)
+        auto = Deployed(deployed.localstack, outputs, deployed.events_queue_url)
+        return auto, auto.upload(SAMPLE, "uploads/bunny (fitted ladder).mp4")
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auto-stack")
+    future = pool.submit(deploy_and_upload)
+    yield future
+    try:
+        future.result(timeout=AUTO_DEPLOY_TIMEOUT_S + 60)
+    except Exception:  # noqa: BLE001 - reported by the test that uses it; LocalStack stops next
+        pass
+    pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def early(deployed, fitted_upload) -> dict[str, str]:
     """The scenarios that wait on purpose, uploaded first: a splitter killed after its claim
-    (its retry comes after the queue's visibility timeout) and a throttled StartExecution."""
+    (its retry comes after the queue's visibility timeout) and a throttled StartExecution;
+    and the fitted-ladder stack's deploy starts (``fitted_upload``)."""
     return {
         "killed": deployed.upload(SMALL_SAMPLE, f"uploads/{contract.FAULT_DIE_AFTER_CLAIM}/city.mp4"),
         "throttled": deployed.upload(SMALL_SAMPLE, f"uploads/{contract.FAULT_THROTTLE_START}/city.mp4"),
@@ -514,6 +556,61 @@ def test_a_throttled_start_execution_is_retried_and_the_job_completes(deployed, 
     assert job["status"] == "COMPLETE" and job["attempts"] == 1 and job["execution"] == f"{job_id}-1", job
     marker = f"jobs/{job_id}/faults/start-throttled.json"
     assert deployed.keys(deployed.work_bucket, marker) == [marker], "the throttle fired"
+
+
+def test_a_fitted_ladder_runs_the_analysis_map_and_the_fit_before_the_encoders(fitted_upload, tmp_path):
+    """VTP_LADDER=auto: the splitter names the analysis items, the Choice sends the job through
+    AnalyseChunks (one analyser per chunk) and FitLadder (the fitted plan into job.json), and
+    the encoders make the fitted rungs with capped VBR; the manifest shows the fit."""
+    auto, job_id = fitted_upload.result(timeout=AUTO_DEPLOY_TIMEOUT_S)
+    job = auto.wait_for_job(job_id)
+    assert job["status"] == "COMPLETE", job
+    assert {"split", "analyse", "encode", "merge", "done"} <= set(job["stage_times"])
+    execution = auto.wait_for_execution(job_id)
+    assert execution["status"] == "SUCCEEDED"
+
+    folder = auto.download_job(job_id, tmp_path)
+    manifest = check_against_source(folder, SAMPLE)
+    chunks = manifest["chunks"]
+    assert chunks == 2  # 16.4 s in chunks of 8 s
+
+    # The execution's history: the Choice, the analysis map, the fit, then the encode map.
+    sfn = auto.client("stepfunctions")
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
+    events = [e for page in pages for e in page["events"]]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+    assert entered[:4] == ["FittedLadder", "AnalyseChunks", "FitLadder", "EncodeChunks"], entered
+    runs = {run["mapRunArn"].rsplit("/", 1)[1].split(":")[0]: run["mapRunArn"]
+            for run in sfn.list_map_runs(executionArn=execution["executionArn"])["mapRuns"]}
+    assert set(runs) == {"AnalyseChunks", "EncodeChunks"}
+    for label, arn in runs.items():
+        counts = sfn.describe_map_run(mapRunArn=arn)["itemCounts"]
+        assert counts["total"] == counts["succeeded"] == chunks, (label, counts)
+    [fit] = [e for e in events if e["type"] == "LambdaFunctionSucceeded"
+             and "renditions" in e["lambdaFunctionSucceededEventDetails"]["output"]]
+    fitted = json.loads(fit["lambdaFunctionSucceededEventDetails"]["output"])
+    assert fitted["renditions"] == [r["name"] for r in manifest["renditions"]] and fitted["analysed"] == chunks
+    # Each analyser kept its chunk's trial points beside job.json.
+    assert auto.keys(auto.work_bucket, f"jobs/{job_id}/analysis/") == [
+        f"jobs/{job_id}/analysis/chunk_{i:05d}.json" for i in range(chunks)]
+
+    # The manifest: the fitted ladder, its analysis and fit, capped VBR rungs.
+    assert manifest["ladder"]["mode"] == "auto" and manifest["ladder"]["analysis"]["chunks"] == chunks
+    assert manifest["stages"]["analyse"]["chunks"] == chunks
+    assert manifest["stages"]["analyse"]["max"]["memory_mb"] == contract.ANALYSER_MEMORY_MB
+    assert manifest["stages"]["fit"]["memory_mb"] == contract.LADDER_MEMORY_MB
+    assert len(manifest["renditions"]) >= 2
+    for rendition in manifest["renditions"]:
+        assert rendition["target_vmaf"] and rendition["maxrate_kbps"] > 0 and rendition["rate_factor"], rendition
+        # Capped VBR keeps every segment's rate near the rung's average.
+        assert rendition["peak_bitrate_kbps"] <= 1.5 * rendition["measured_bitrate_kbps"], rendition
+    bars = manifest["timeline"]["bars"]
+    analysed = [b for b in bars if b["stage"] == "analyse"]
+    assert sorted(b["chunk"] for b in analysed) == list(range(chunks))
+    assert all(b["worker"] and b["memory_mb"] == contract.ANALYSER_MEMORY_MB for b in analysed)
+    assert [b["stage"] for b in bars].count("fit") == 1 and [b["stage"] for b in bars].count("encode") == chunks
+    assert max(b["end_s"] for b in analysed) <= min(b["start_s"] for b in bars if b["stage"] == "encode")
+    assert {"Lambda ladder analysis", "Lambda ladder fit"} <= {line["item"] for line in manifest["cost"]["lines"]}
 
 
 def test_the_localstack_runner_runs_the_cloud_flow_and_downloads_the_outputs(deployed, tmp_path):
