@@ -27,6 +27,7 @@ encode), the scores in the scorer (`tools.run_scorer`, one process for every tri
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from vtp.core.manifest import StageFigures
 from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, Rendition, plan_ladder
 from vtp.core.probe import SourceInfo
 from vtp.core.source import Source
-from vtp.core.tools import FfmpegFailed, IoStats, ff, io_stats, run_ffmpeg, run_scorer
+from vtp.core.tools import FfmpegFailed, ff, io_stats, run_ffmpeg, run_scorer
 
 SCORE_TIME_BASE = "1/25"
 MIN_USUAL_HEIGHT = 360  # smaller sizes are tried only for small sources
@@ -109,13 +110,50 @@ def candidates(info: SourceInfo, config: PipelineConfig) -> tuple[Rendition, ...
     return usual if len(usual) >= 2 else fitting[:2]
 
 
+def window_count(config: PipelineConfig, chunks: int) -> int:
+    """Windows per chunk: a title of few chunks has more, at least `min_windows` in all."""
+    return max(config.auto.windows_per_chunk, -(-config.auto.min_windows // max(chunks, 1)))
+
+
 def window_starts(chunk: Chunk, info: SourceInfo, config: PipelineConfig, chunks: int) -> tuple[float, ...]:
-    """Where a chunk's windows are sought (output timeline): the middles of equal parts of it (a
-    title of few chunks has more windows per chunk, at least `min_windows` in all). Each window
-    starts at the source keyframe at or before that time, so little is decoded before it."""
+    """Where a chunk's windows are sought without the source's packets (output timeline): the
+    middles of equal parts of it. Each window starts at the source keyframe at or before."""
     end = chunk.end_s if chunk.end_s is not None else info.duration_s
-    count = max(config.auto.windows_per_chunk, -(-config.auto.min_windows // max(chunks, 1)))
+    count = window_count(config, chunks)
     return tuple(round(chunk.start_s + (k + 0.5) * (end - chunk.start_s) / count, 6) for k in range(count))
+
+
+Packets = list[tuple[float, int, bool]]  # the source's (pts, bytes, keyframe), presentation order
+
+
+def typical_starts(packets: Packets, chunk: Chunk, info: SourceInfo, config: PipelineConfig,
+                   chunks: int) -> tuple[float, ...] | None:
+    """The source keyframes (output timeline) whose next frames are most like the chunk's in
+    size, one in each equal part of it: the source's own encoder has told how hard each moment
+    is, so the windows are taken where the chunk is typical, not where a shot happens to start
+    still. None where the chunk has fewer keyframes than windows with a window's room."""
+    origin = info.video.origin_s
+    frames = config.auto.frames
+    end = chunk.end_s if chunk.end_s is not None else info.duration_s
+    sizes = [size for pts, size, key in packets if not key and chunk.start_s - 1e-6 <= pts - origin < end]
+    count = window_count(config, chunks)
+    if not sizes:
+        return None
+    typical = max(sum(sizes) / len(sizes), 1.0)
+    scored = []  # (how far from typical, output time)
+    for i, (pts, _, key) in enumerate(packets):
+        after = [size for _, size, k in packets[i + 1: i + frames] if not k]
+        if key and chunk.start_s - 1e-6 <= pts - origin and len(after) == frames - 1:
+            scored.append((abs(math.log(max(sum(after) / len(after), 1.0) / typical)), round(pts - origin, 6)))
+    if len(scored) < count:
+        return None
+    part = (end - chunk.start_s) / count
+    chosen: list[float] = []
+    for k in range(count):
+        here = [c for c in scored if chunk.start_s + k * part <= c[1] < chunk.start_s + (k + 1) * part and c[1] not in chosen]
+        pool = here or [c for c in scored if c[1] not in chosen]
+        chosen.append(min(pool)[1])
+    return tuple(sorted(chosen))
 
 
 def _gop_frames(info: SourceInfo, config: PipelineConfig) -> int:
@@ -151,7 +189,9 @@ def analysis_args(
         options: dict[str, Any] = {**source.input_options(), "noautorotate": None, "threads": 1}
         # The frames from the keyframe the seek lands on (not trimmed to `start`: no decoding
         # of frames that are not used).
-        options.update({"ss": f"{video.origin_s + start:.6f}", "seek_timestamp": 1, "noaccurate_seek": None})
+        # (A hair after `start`: where it is a keyframe's own time, rounding cannot land before it.)
+        options.update({"ss": f"{video.origin_s + start + BOUNDARY_EPSILON_S:.6f}", "seek_timestamp": 1,
+                        "noaccurate_seek": None})
         stream = ff.input(source.url, **options)[str(video.stream_index)]
         stream = picture_chain(stream, info).filter("trim", end_frame=frames).filter("setpts", "PTS-STARTPTS")
         parts.append(stream)
@@ -159,7 +199,7 @@ def analysis_args(
     # Frame numbers from here on: window k is frames k*frames .. (k+1)*frames - 1.
     joined = joined.filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
     copies = joined.filter_multi_output("split", 1 + len(trials))
-    reference = _celled(copies[0].filter("scale", video.display_width, video.display_height, flags="bicubic")
+    reference = _scored_runs(copies[0].filter("scale", video.display_width, video.display_height, flags="bicubic")
                            .filter("format", "yuv420p").filter("setsar", 1), info, len(parts), frames, chunk.index * len(parts))
     nodes = [ff.output(reference, str(scratch / "reference.nut"), f="nut", fps_mode="passthrough", **{"c:v": "rawvideo"})]
     single = config.with_changes(encoder_threads=1)
@@ -170,7 +210,7 @@ def analysis_args(
             options.update({"force_key_frames": f"expr:eq(mod(n,{frames}),0)", "fps_mode": "passthrough",
                             "f": "mp4", "movflags": "+frag_keyframe+empty_moov+default_base_moof"})
             nodes.append(ff.output(scaled[j], str(_trial_path(scratch, rendition, crf)), **options))
-    return ff.merge_outputs(*nodes).global_args("-copyts", "-loglevel", "level+verbose").get_args()
+    return ff.merge_outputs(*nodes).global_args("-copyts", "-loglevel", "level+verbose", "-filter_threads", "1").get_args()
 
 
 def _chunk_start_window(source: Source, chunk: Chunk, info: SourceInfo, frames: int):
@@ -184,18 +224,27 @@ def _chunk_start_window(source: Source, chunk: Chunk, info: SourceInfo, frames: 
     return picture_chain(stream, info).filter("trim", end_frame=frames).filter("setpts", "PTS-STARTPTS")
 
 
-def _celled(stream, info: SourceInfo, windows: int, frames: int, first_window: int = 0):
-    """Each window's frames cropped to its cell of the picture, the windows one after the other."""
-    if windows == 1:
-        w, h, x, y = _cell(info, first_window)
-        return stream.filter("crop", w, h, x, y)
-    copies = stream.filter_multi_output("split", windows)
+SCORED_RUN = 5  # frames of each window fed to VMAF: the middle 3 count (motion needs both neighbours)
+GOLDEN = 0.6180339887498949
+
+
+def run_offset(window: int, frames: int) -> int:
+    """Where window number `window`'s scored run starts in it: a place that varies from window
+    to window over the whole window (after its keyframe): quality and cost change along a GOP."""
+    return 1 + int((window * GOLDEN) % 1.0 * (frames - SCORED_RUN))
+
+
+def _scored_runs(stream, info: SourceInfo, windows: int, frames: int, first_window: int = 0):
+    """Each window's scored run, cropped to its cell of the picture, one after the other."""
+    copies = stream.filter_multi_output("split", windows) if windows > 1 else [stream]
     parts = []
     for k in range(windows):
         w, h, x, y = _cell(info, first_window + k)
-        parts.append(copies[k].filter("trim", start_frame=k * frames, end_frame=(k + 1) * frames)
+        start = k * frames + run_offset(first_window + k, frames)
+        parts.append(copies[k].filter("trim", start_frame=start, end_frame=start + SCORED_RUN)
                      .filter("setpts", "PTS-STARTPTS").filter("crop", w, h, x, y))
-    return ff.concat(*parts, v=1, a=0).filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
+    joined = parts[0] if windows == 1 else ff.concat(*parts, v=1, a=0)
+    return joined.filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
 
 
 def _trial_path(scratch: Path, rendition: Rendition, crf: float) -> Path:
@@ -207,20 +256,21 @@ def score_args(info: SourceInfo, config: PipelineConfig, trials: tuple[Rendition
     """The scorer: every trial scaled up to the display size, quartered like the reference, VMAF."""
     width, height = info.video.display_width, info.video.display_height
     points = [(r, crf) for r in trials for crf in config.auto.crfs]
-    references = ff.input(str(scratch / "reference.nut"))["0"].filter_multi_output("split", len(points))
+    references = ff.input(str(scratch / "reference.nut"), threads=1)["0"].filter_multi_output("split", len(points))
     outputs = []
     for i, (rendition, crf) in enumerate(points):
         distorted = (
-            ff.input(str(_trial_path(scratch, rendition, crf)))["0"]
+            ff.input(str(_trial_path(scratch, rendition, crf)), threads=1)["0"]
             .filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
             .filter("scale", width, height, flags="bicubic").filter("format", "yuv420p").filter("setsar", 1)
         )
-        distorted = _celled(distorted, info, windows, config.auto.frames, first_window)
+        distorted = _scored_runs(distorted, info, windows, config.auto.frames, first_window)
         paired = references[i].filter("setsar", 1).filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
         scored = ff.filter([distorted, paired], "libvmaf", log_fmt="json", n_threads=1,
                            log_path=str(scratch / f"vmaf_{rendition.name}_{crf:g}.json"))
         outputs.append(ff.output(scored, "-", f="null"))
-    return ff.merge_outputs(*outputs).global_args("-loglevel", "error").get_args()
+    # One thread per decoder and filter: a few frames each, where threads cost more than they give.
+    return ff.merge_outputs(*outputs).global_args("-loglevel", "error", "-filter_threads", "1").get_args()
 
 
 def analyse_chunk(
@@ -230,7 +280,10 @@ def analyse_chunk(
     started_at, started = time.time(), time.monotonic()
     scratch.mkdir(parents=True, exist_ok=True)
     trials = candidates(info, config)
-    sought: tuple[float, ...] | None = window_starts(chunk, info, config, chunks)
+    origin = info.video.origin_s
+    end = chunk.end_s if chunk.end_s is not None else info.duration_s
+    packets, reads = probe.packet_sizes(source, info, origin + chunk.start_s, origin + end)
+    sought = typical_starts(packets, chunk, info, config, chunks) or window_starts(chunk, info, config, chunks)
     frames = config.auto.frames
     for attempt in (sought, None):
         # Where a seek inside the chunk gives fewer frames than a window (a container without an
@@ -254,8 +307,7 @@ def analyse_chunk(
     starts = attempt or (chunk.start_s,)
     gop = _gop_frames(info, config)
     fps = max(info.video.fps, 1.0)
-    end = chunk.end_s if chunk.end_s is not None else info.duration_s
-    spread, reads = _spread(source, chunk, info, starts, end, frames)
+    spread = _spread(packets, chunk, info, starts, end, frames)
     points = []
     for rendition in trials:
         for crf in config.auto.crfs:
@@ -266,9 +318,9 @@ def analyse_chunk(
             rates = []
             for k in range(got):
                 window = sizes[k * frames:(k + 1) * frames]
-                gop_bytes = window[0] + (gop - 1) * LATER_FRAMES * spread * sum(window[1:]) / (frames - 1)
+                gop_bytes = window[0] + (gop - 1) * spread * sum(window[1:]) / (frames - 1)
                 rates.append(gop_bytes * 8 / (gop / fps) / 1000)
-            vmaf = _middle_scores(scratch / f"vmaf_{rendition.name}_{crf:g}.json", frames, got)
+            vmaf = _middle_scores(scratch / f"vmaf_{rendition.name}_{crf:g}.json", got)
             points.append(TrialPoint(rendition.name, crf, sum(rates) / len(rates), vmaf))
     io = reads + io_stats(encoded)
     figures = StageFigures(
@@ -280,25 +332,16 @@ def analyse_chunk(
 
 
 SPREAD_LIMITS = (0.5, 4.0)
-# The frames just after a keyframe cost less than a GOP's average ones even for the same
-# content: each is predicted from the keyframe, not from a chain of predicted frames. Measured
-# with x264 veryfast CRF 23 over whole 2 s GOPs against their first 5 frames: 0.64, 0.76 and
-# 1.03 on three GOPs of the Big Buck Bunny sample, 0.82 on the grainy clip (mean 0.81).
-LATER_FRAMES = 1.2
 
 
-def _spread(source: Source, chunk: Chunk, info: SourceInfo, starts: tuple[float, ...], end: float,
-            frames: int) -> tuple[float, IoStats]:
+def _spread(packets: Packets, chunk: Chunk, info: SourceInfo, starts: tuple[float, ...], end: float,
+            frames: int) -> float:
     """How the chunk's source frames compare in size with its windows' (the frames after their
-    keyframes), from the source's packet sizes (demuxed, not decoded).
-
-    A few frames after a keyframe are not a GOP's average: the source's own encoder spent more
-    bits on the rest of the chunk where it moves more, and less where it is still, and the
-    frames just after a keyframe are cheaper than later ones for any encoder. The trial rates'
-    non-key frames are scaled by this ratio (clamped to SPREAD_LIMITS; 1 where the source says
-    nothing)."""
+    keyframes), from the source's packet sizes (demuxed, not decoded): the source's own
+    encoder spent more bits where the chunk moves more and less where it is still. The trial
+    rates' non-key frames are scaled by this ratio (clamped to SPREAD_LIMITS; 1 where the
+    source says nothing)."""
     origin = info.video.origin_s
-    packets, reads = probe.packet_sizes(source, info, origin + chunk.start_s, origin + end)
     inside = [size for pts, size, key in packets if not key and origin + chunk.start_s - 1e-6 <= pts < origin + end]
     sampled = []
     for start in starts:
@@ -306,9 +349,9 @@ def _spread(source: Source, chunk: Chunk, info: SourceInfo, starts: tuple[float,
         if keys:
             sampled += [size for _, size, key in packets[keys[-1] + 1: keys[-1] + frames] if not key]
     if not inside or not sampled or sum(sampled) <= 0:
-        return 1.0, reads
+        return 1.0
     ratio = (sum(inside) / len(inside)) / (sum(sampled) / len(sampled))
-    return min(SPREAD_LIMITS[1], max(SPREAD_LIMITS[0], ratio)), reads
+    return min(SPREAD_LIMITS[1], max(SPREAD_LIMITS[0], ratio))
 
 
 def _frames_in(scratch: Path, trials: tuple[Rendition, ...], config: PipelineConfig) -> int:
@@ -330,7 +373,7 @@ def _frame_sizes(path: Path) -> list[int]:
     return [s.size for s in sorted(samples, key=lambda s: s.presentation)]
 
 
-def _middle_scores(log: Path, frames: int, windows: int) -> tuple[float, ...]:
-    """Every window's frames but its first and last (their motion feature lacks a neighbour)."""
+def _middle_scores(log: Path, windows: int) -> tuple[float, ...]:
+    """Each run's frames but its first and last (their motion feature lacks a neighbour)."""
     scores = [frame["metrics"]["vmaf"] for frame in json.loads(log.read_text())["frames"]]
-    return tuple(s for i, s in enumerate(scores[: windows * frames]) if 0 < i % frames < frames - 1)
+    return tuple(s for i, s in enumerate(scores[: windows * SCORED_RUN]) if 0 < i % SCORED_RUN < SCORED_RUN - 1)

@@ -92,15 +92,15 @@ class AutoLadder:
     min_rate_step: float = 1.5
     resolutions: int = 4  # candidate sizes analysed: the largest that fit the source
     crfs: tuple[float, ...] = (18.0, 26.0, 34.0)  # rate factors each candidate is tried at
-    frames: int = 4  # frames per analysis window (the middle ones are scored)
+    frames: int = 8  # frames per analysis window: their sizes give the rates, 5 of them the quality
     windows_per_chunk: int = 1
-    min_windows: int = 2  # a title of one chunk has two
+    min_windows: int = 1
     # The share of a chunk's own analysis in its rate factor (0: the title's for every chunk).
     chunk_weight: float = 0.5
     max_chunk_offset: float = 4.0  # how far a chunk's rate factor may move from the rung's
     # Capped VBR: peak rate and buffer as multiples of the rung's fitted average rate.
-    maxrate_ratio: float = 1.1
-    bufsize_ratio: float = 0.6
+    maxrate_ratio: float = 1.2
+    bufsize_ratio: float = 2.0
     caps_kbps: dict[int, int] = field(default_factory=lambda: dict(AUTO_CAPS_KBPS))
 
     @classmethod
@@ -158,8 +158,8 @@ class PipelineConfig:
             problems.append(f"chunk length {self.chunk_s} s is not a multiple of the segment {self.segment_s} s")
         auto = self.auto
         if not (0 < auto.top_vmaf <= 100 and auto.vmaf_step > 0 and auto.max_rungs >= 1 and auto.min_rate_step >= 1
-                and len(auto.crfs) >= 2 and auto.frames >= 3 and auto.windows_per_chunk >= 1 and auto.resolutions >= 1):
-            problems.append("the fitted ladder's settings are out of range (VMAF target 0-100, 2+ rate factors, 3+ frames)")
+                and len(auto.crfs) >= 2 and auto.frames >= 6 and auto.windows_per_chunk >= 1 and auto.resolutions >= 1):
+            problems.append("the fitted ladder's settings are out of range (VMAF target 0-100, 2+ rate factors, 6+ frames)")
         if self.quality_samples < 0 or self.quality_max_stride < 1:
             problems.append("quality samples must be 0 (off) or more, and the sampling stride 1 segment or more")
         if not (math.isfinite(self.max_preroll_s) and self.max_preroll_s >= 0):

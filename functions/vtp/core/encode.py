@@ -545,18 +545,19 @@ def _encode_audio(source: Source, chunk: Chunk, info: SourceInfo, config: Pipeli
     raise PipelineError(ErrorCode.ENCODE_FAILED, f"the audio of {chunk.name} does not start at its time")
 
 
-def _keyframes_at(video: dict[str, TrackFacts], times: tuple[float, ...], segment_s: float) -> tuple[float, ...] | None:
-    """The first frame of the segment starting at each sample time (a keyframe, where the scorer
-    starts decoding), in seconds from the chunk's first frame (the rungs agree: checked). None
-    where a sampled segment has no frame of its own (a hole in a VFR source): not scored."""
-    track = next(iter(video.values()))
-    starts = [segment.start / track.timescale for segment in track.segments]
+def _run_starts(track: fmp4.Track, times: tuple[float, ...]) -> tuple[float, ...] | None:
+    """The first frame at or after each sample time (where the scorer's run starts, as the
+    reference tap's trim), in seconds from the chunk's first frame (the rungs agree: checked).
+    None where a run has not 3 frames of its own before the chunk ends (a hole in a VFR
+    source): not scored."""
+    scale = track.timescale
+    shown = sorted(sample.presentation for sample in track.samples)
     found = []
     for t in times:
-        inside = [start for start in starts if t - BOUNDARY_EPSILON_S <= start < t + segment_s - BOUNDARY_EPSILON_S]
-        if not inside:
+        after = [i for i, p in enumerate(shown) if p >= (t - BOUNDARY_EPSILON_S) * scale]
+        if not after or after[0] + 3 > len(shown):
             return None
-        found.append(min(inside) - starts[0])
+        found.append((shown[after[0]] - shown[0]) / scale)
     return tuple(found)
 
 
@@ -620,10 +621,10 @@ def encode_chunk(
         uploads += [(segment_key(name, s.start), data) for s, data in zip(facts.segments, segments)]
     _check_rungs_agree(chunk, video)
     scores, scoring = None, None
-    keyframes = _keyframes_at(video, outputs.quality_times, config.segment_s) if outputs.quality_times else None
-    if keyframes:
+    runs = _run_starts(next(iter(tracks.values())), outputs.quality_times) if outputs.quality_times else None
+    if runs:
         try:
-            scores, scoring = score_chunk(outputs.reference, outputs.video, renditions, info, keyframes, scratch)
+            scores, scoring = score_chunk(outputs.reference, outputs.video, renditions, info, runs, scratch)
         except PipelineError as error:
             if error.code is not ErrorCode.ENCODE_FAILED:
                 raise  # the scorer crashed: the tool's failure, retried like any other

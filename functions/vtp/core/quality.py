@@ -1,12 +1,12 @@
 """Quality of every rung, measured in the encoders: VMAF (v0.6.1), PSNR-Y and SSIM against the
 source at its display size (each rung scaled up to it, as VMAF's own practice).
 
-Sampling, to keep the cost a fraction of the encode's: runs of 3 consecutive frames, the first
-3 frames of one segment in every `stride` (`sampling_stride`). The reference is the encode's
-own decoded, upright source frames, tapped in the encoding process (`sample_times` says where)
-and written raw to the chunk's scratch folder; each rung is read back only from its keyframes
-at those segment starts (a segment starts with a keyframe), so scoring decodes a few frames per
-run, not the rung. Only the middle frame of each run counts: VMAF's motion feature compares a
+Sampling, to keep the cost a fraction of the encode's: runs of 3 consecutive frames, one run in
+one segment in every `stride` (`sampling_stride`), at a place in the segment that varies from
+run to run (`sample_times`: quality falls along a GOP, so runs only at keyframes would read
+high). The reference is the encode's own decoded, upright source frames, tapped in the
+encoding process and written raw to the chunk's scratch folder; each rung is read back from
+the keyframe before each run, so scoring decodes at most a GOP per run, not the rung. Only the middle frame of each run counts: VMAF's motion feature compares a
 frame with its previous and its next one, so the middle frame scores exactly what an
 unsampled run gives that frame (checked by tests/unit/test_quality.py).
 
@@ -42,9 +42,17 @@ def sampling_stride(info: SourceInfo, config: PipelineConfig) -> int:
     return max(1, min(config.quality_max_stride, segments // config.quality_samples))
 
 
+# Where in its segment each sampled run starts: the fractional parts of multiples of the golden
+# ratio, so that the runs of a title spread evenly over every place in a GOP (quality falls
+# along a GOP's chain of predicted frames: runs only at keyframes read high, by 6 to 10 VMAF
+# on the lower rungs of the Big Buck Bunny sample).
+GOLDEN = 0.6180339887498949
+
+
 def sample_times(chunk: Chunk, info: SourceInfo, config: PipelineConfig) -> tuple[float, ...]:
-    """The segment starts (on the output timeline) whose first 3 frames this chunk scores: those
-    of the sampled segments, with room for 3 frames before the chunk ends."""
+    """Where (on the output timeline) this chunk's sampled runs of 3 frames start: one in each
+    sampled segment, at a place in it that varies from segment to segment, with room for 3
+    frames before the chunk ends."""
     stride = sampling_stride(info, config)
     if not stride or info.video.fps < 1.0:
         return ()  # below a frame a second, 3 frames would span several segments: not scored
@@ -57,15 +65,16 @@ def sample_times(chunk: Chunk, info: SourceInfo, config: PipelineConfig) -> tupl
     index = first
     while index * config.segment_s < end - room:
         if index % stride == 0:
-            times.append(round(index * config.segment_s, 6))
+            place = (index * GOLDEN) % 1.0 * config.segment_s
+            times.append(round(min(index * config.segment_s + place, end - room), 6))
         index += 1
     return tuple(times)
 
 
 def sampling_note(stride: int, config: PipelineConfig) -> str:
     every = "every segment" if stride == 1 else f"one segment in {stride}"
-    return (f"VMAF v0.6.1, PSNR-Y and SSIM at the source's display size, on the middle of the first 3 frames "
-            f"of {every} ({stride * config.segment_s:g} s)")
+    return (f"VMAF v0.6.1, PSNR-Y and SSIM at the source's display size, on the middle of 3 consecutive frames "
+            f"at a varying place in {every} ({stride * config.segment_s:g} s)")
 
 
 @dataclass(frozen=True)
@@ -104,25 +113,25 @@ def reference_chain(stream, times: tuple[float, ...], info: SourceInfo):
 
 def score_chunk(
     reference: Path, rungs: dict[str, Path], renditions: tuple[Rendition, ...], info: SourceInfo,
-    keyframes: tuple[float, ...], scratch: Path,
+    runs: tuple[float, ...], scratch: Path,
 ) -> tuple[dict[str, RungScores], StageFigures]:
-    """Score each rung against the reference; `keyframes`: where the sampled segments' first
-    frames are, in seconds from the chunk's first frame. One scorer process for all rungs."""
+    """Score each rung against the reference; `runs`: where each sampled run's first frame is,
+    in seconds from the chunk's first frame. One scorer process for all rungs."""
     width, height = info.video.display_width, info.video.display_height
     fps = max(info.video.fps, 1.0)
     references = ff.input(str(reference))["0"].filter_multi_output("split", len(renditions))
     outputs = []
     for i, rendition in enumerate(renditions):
-        runs = [
-            # Decoding starts at the segment's keyframe (no earlier) and stops after the run.
-            # -ss counts from the file's first frame; a quarter frame past the keyframe, so that
-            # rounding cannot land on the keyframe before it.
-            ff.input(str(rungs[rendition.name]), noaccurate_seek=None, ss=f"{start + 0.25 / fps:.6f}",
-                     t=f"{max(1.0, (RUN + 1) / fps):.3f}")["0"]
+        parts = [
+            # Decoding starts at the keyframe before the run (a seek) and stops after it; frames
+            # before the run are decoded, not kept. -ss counts from the file's first frame; a
+            # quarter frame before the run's first, so that rounding cannot drop it.
+            ff.input(str(rungs[rendition.name]), t=f"{max(1.0, (RUN + 1) / fps):.3f}",
+                     **({"ss": f"{start - 0.25 / fps:.6f}"} if start > 0.25 / fps else {}))["0"]
             .filter("trim", end_frame=RUN).filter("setpts", "PTS-STARTPTS")
-            for start in keyframes
+            for start in runs
         ]
-        joined = runs[0] if len(runs) == 1 else ff.concat(*runs, v=1, a=0)
+        joined = parts[0] if len(parts) == 1 else ff.concat(*parts, v=1, a=0)
         distorted = (
             joined.filter("scale", width, height, flags="bicubic").filter("format", "yuv420p").filter("setsar", 1)
             .filter("settb", SCORE_TIME_BASE).filter("setpts", "N")
@@ -138,7 +147,7 @@ def score_chunk(
         if failure.crashed:
             raise failure.as_tool_crash("scoring the rungs' quality") from None
         raise PipelineError(ErrorCode.ENCODE_FAILED, f"scoring the rungs' quality failed: {failure}") from None
-    scores = {r.name: _scored(scratch / f"vmaf_{r.name}.json", len(keyframes)) for r in renditions}
+    scores = {r.name: _scored(scratch / f"vmaf_{r.name}.json", len(runs)) for r in renditions}
     figures = StageFigures(wall_s=result.stats.wall_s, cpu_s=result.stats.cpu_s, max_rss_mb=result.stats.max_rss_mb)
     return scores, figures
 
