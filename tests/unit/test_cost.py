@@ -45,7 +45,7 @@ def test_an_aws_job_is_priced_from_its_own_figures():
     assert q["Lambda encoders"] == pytest.approx(100.0 * 3008 / 1024)
     assert q["Lambda merger"] == pytest.approx(0.5 * 1024 / 1024)
     assert q["Lambda requests"] == 1 + 11 + 1  # splitter, ten encoders and one retry, merger
-    assert q["Step Functions"] == 4 + 11
+    assert q["Step Functions"] == 5 + 11  # the ladder choice, the map, merge, publish, succeed; the items
     # PUTs: the split's documents (2), the chunks' objects, one fact file per chunk, the merger's
     # documents, the manifest, the report's three files.
     assert q["S3 PUT requests"] == 2 + 450 + 10 + 9 + 1 + 3
@@ -56,7 +56,7 @@ def test_an_aws_job_is_priced_from_its_own_figures():
     assert cost.total_usd == pytest.approx(total)
     assert cost.total_usd == pytest.approx(
         (2.0 * 1769 + 100.0 * 3008 + 0.5 * 1024) / 1024 * US.lambda_gb_s + 13 * US.lambda_request
-        + 15 * US.sfn_transition + 475 * US.s3_put + 183 * US.s3_get + 0.06004 * US.s3_gb_month
+        + 16 * US.sfn_transition + 475 * US.s3_put + 183 * US.s3_get + 0.06004 * US.s3_gb_month
         + 13 * US.dynamodb_write + US.eventbridge_event
     )
     assert cost.cpu_s is None and cost.where == "aws" and cost.price_date
@@ -93,3 +93,27 @@ def test_the_cost_document_round_trips():
     data = json.loads(json.dumps(cost.to_dict()))
     again = JobCost.from_dict(data)
     assert again.total_usd == pytest.approx(cost.total_usd) and len(again.lines) == len(cost.lines)
+
+
+def test_a_fitted_ladder_adds_its_analysis_map_and_fit():
+    """The analysis map's Lambdas (duration at their memory), the fit, their requests, the map's
+    transitions and documents, on top of what the same job costs with a fixed ladder."""
+    analysis = StageFigures(wall_s=30.0, cpu_s=40.0, memory_mb=3008)
+    fit = StageFigures(wall_s=0.2, cpu_s=0.1, memory_mb=512)
+    fitted = Stages(split=SPLIT, encode=EncodeFigures(10, CHUNKS, CHUNKS, 12.0), merge=MERGE, total_s=20.0,
+                    analyse=EncodeFigures(10, analysis, analysis, 4.0), fit=fit)
+    plain = lines_of(job_cost(where="aws", stages=STAGES, bars=BARS, renditions=RENDITIONS, frame_rate=30.0,
+                              stored_bytes=60_040_000, report_objects=3, region="us-east-1"))
+    q = lines_of(job_cost(where="aws", stages=fitted, bars=BARS, renditions=RENDITIONS, frame_rate=30.0,
+                          stored_bytes=60_040_000, report_objects=3, region="us-east-1"))
+    assert q["Lambda ladder analysis"] == pytest.approx(30.0 * 3008 / 1024)
+    assert q["Lambda ladder fit"] == pytest.approx(0.2 * 512 / 1024)
+    assert q["Lambda requests"] == plain["Lambda requests"] + 10 + 1
+    assert q["Step Functions"] == plain["Step Functions"] + 10 + 2  # the map, its items, the fit
+    assert q["S3 PUT requests"] == plain["S3 PUT requests"] + 10 + 2  # the items, the results, job.json
+    assert "Lambda ladder analysis" not in plain
+    local = lines_of(job_cost(where="local", stages=fitted, bars=BARS, renditions=RENDITIONS, frame_rate=30.0,
+                              stored_bytes=60_040_000, report_objects=3, region="us-east-1"))
+    # Locally: the analysis' CPU-seconds over the vCPUs the analyser's memory buys.
+    assert local["Lambda ladder analysis"] == pytest.approx(
+        40.0 / (contract.ANALYSER_MEMORY_MB / 1769) * contract.ANALYSER_MEMORY_MB / 1024)

@@ -409,7 +409,8 @@ def fit_ladder(job_id: str, *, buckets: Buckets, store, invocation: Invocation =
     if missing:
         raise PipelineError(ErrorCode.INTERNAL_ERROR, f"the analysis of chunks {missing} is missing: nothing to fit")
     try:
-        fitted = stages.fit(job.info, job.plan, job.config, analyses, memory_mb=invocation.memory_mb)
+        fitted = stages.fit(job.info, job.plan, job.config, analyses, memory_mb=invocation.memory_mb,
+                            worker=invocation.request_id)
     except PipelineError as error:
         _raise_for_workflow(error)
     if not _same_fit(job.plan, fitted):

@@ -30,7 +30,8 @@ LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one vCPU at 1,769 MB
 # and the chunk list; each encoder reads job.json and writes its facts; the merger writes the
 # manifest; the job record is written at the claim, the start, each chunk and the end.
 SPLIT_DOCUMENTS = 2
-MAIN_TRANSITIONS = 4  # EncodeChunks (the map), MergeAndPublish, PublishCompletion, JobSucceeded
+# FittedLadder (the choice), EncodeChunks (the map), MergeAndPublish, PublishCompletion, JobSucceeded
+MAIN_TRANSITIONS = 5
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,8 @@ def job_cost(
         # The analysis map, its items, and the fit (a fitted ladder).
         _line("Step Functions", MAIN_TRANSITIONS + sum(1 + bar.attempt for bar in chunks) + (analysed + 2 if analysed else 0),
               "state transitions", prices.sfn_transition),
-        # Each analysis result, and the fitted job.json.
-        _line("S3 PUT requests", _puts(stages, chunk_figures, len(chunks), report_objects) + analysed + fitted,
+        # The analysis map's items, each analysis result, and the fitted job.json.
+        _line("S3 PUT requests", _puts(stages, chunk_figures, len(chunks), report_objects) + (analysed + 2 if analysed else 0),
               "requests", prices.s3_put),
         _line("S3 GET requests", _gets(stages, chunk_figures, len(chunks)), "requests", prices.s3_get),
         _line("S3 storage, one month", stored_bytes / 1e9, "GB-month", prices.s3_gb_month),

@@ -330,13 +330,14 @@ def publish(
     )
     encode = _encode_figures(results)
     poster = next((r.poster for r in results if r.poster), None)
-    fit_figures, fit_started_at = fit_step(plan)
+    fit_figures, fit_started_at, fit_worker = fit_step(plan)
     figures = Stages(split=split, encode=encode, merge=merge, total_s=time.time() - started_at,
                      audio=_audio_figures(results), analyse=analysis_figures(analyses), fit=fit_figures)
     clock = job_timeline(started_at=started_at, split=split, results=results, merge=merge,
                          merge_started_at=merge_started_at, split_worker=split_worker, merge_worker=merge_worker,
                          split_cold_start=split_cold_start, merge_cold_start=merge_cold_start,
-                         analyses=tuple(analyses), fit=fit_figures, fit_started_at=fit_started_at)
+                         analyses=tuple(analyses), fit=fit_figures, fit_started_at=fit_started_at,
+                         fit_worker=fit_worker)
     renditions = tuple(
         _rendition_entry(r, video[r.name], _quality(results, r.name, info, config), _rate_factor(results, r))
         for r in plan.renditions
@@ -379,12 +380,12 @@ def ladder_summary(plan: JobPlan, config: PipelineConfig) -> dict[str, Any]:
     return plan.fit
 
 
-def fit_step(plan: JobPlan) -> tuple[StageFigures | None, float | None]:
-    """The fitting step's figures and start (epoch seconds), which the fit keeps in the plan."""
+def fit_step(plan: JobPlan) -> tuple[StageFigures | None, float | None, str]:
+    """The fitting step's figures, start (epoch seconds) and worker, which the fit keeps in the plan."""
     step = (plan.fit or {}).get("step")
     if not step:
-        return None, None
-    return StageFigures.from_dict(step), step.get("started_at")
+        return None, None, ""
+    return StageFigures.from_dict(step), step.get("started_at"), step.get("worker", "")
 
 
 def analysis_figures(analyses: tuple[ChunkAnalysis, ...] | list[ChunkAnalysis]) -> EncodeFigures | None:

@@ -84,12 +84,13 @@ def analysis_chunks(plan: JobPlan) -> tuple[Chunk, ...]:
 
 
 def fit(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses: list[ChunkAnalysis], *,
-        memory_mb: int = 0) -> JobPlan:
+        memory_mb: int = 0, worker: str = "") -> JobPlan:
     """The fitted ladder (`ladder.fit_ladder`), with what fitting it cost in `plan.fit["step"]`."""
     started_at, started, cpu = time.time(), time.monotonic(), time.process_time()
     fitted = ladder.fit_ladder(info, plan, config, analyses)
     step = StageFigures(wall_s=time.monotonic() - started, cpu_s=time.process_time() - cpu, memory_mb=memory_mb)
-    return dataclasses.replace(fitted, fit={**(fitted.fit or {}), "step": {**step.to_dict(), "started_at": started_at}})
+    step_figures = {**step.to_dict(), "started_at": started_at, "worker": worker}
+    return dataclasses.replace(fitted, fit={**(fitted.fit or {}), "step": step_figures})
 
 
 def encode_chunk(

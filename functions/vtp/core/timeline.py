@@ -24,6 +24,7 @@ def job_timeline(
     analyses: tuple[ChunkAnalysis, ...] = (),
     fit: StageFigures | None = None,
     fit_started_at: float | None = None,
+    fit_worker: str = "",
 ) -> JobTimeline:
     """`started_at`, `merge_started_at`: epoch seconds. The critical path is the split, the
     encoder that ended last (the map waits for it), and the merge. Without a merge (a job that
@@ -39,8 +40,8 @@ def job_timeline(
         ))
     if fit is not None and fit_started_at is not None:
         start = fit_started_at - started_at
-        bars.append(TimelineBar("fit", "fit ladder", start, start + fit.wall_s, memory_mb=fit.memory_mb,
-                                critical=merge is not None))
+        bars.append(TimelineBar("fit", "fit ladder", start, start + fit.wall_s, worker=fit_worker,
+                                memory_mb=fit.memory_mb, critical=merge is not None))
     last = max(results, key=lambda r: r.ended_at, default=None)
     for result in sorted(results, key=lambda r: r.index):
         bars.append(TimelineBar(

@@ -116,7 +116,7 @@ def run_job(
             stage = "analyse"
             _update(store, job_id, stage="analyse", chunks_total=len(plan.chunks), timings={"split_s": split.wall_s})
             analyses = _analyse(pool, source, info, plan, config, scratch, progress)
-            plan = stages.fit(info, plan, config, analyses)
+            plan = stages.fit(info, plan, config, analyses, worker=_host())
         _update(store, job_id, stage="encode", chunks_total=len(plan.chunks), timings={"split_s": split.wall_s})
 
         stage = "encode"
