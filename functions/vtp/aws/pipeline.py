@@ -307,7 +307,7 @@ def start_job(
         analysis_key = ""
         if stages.needs_analysis(config):
             analysis_key = f"{prefix}/{ANALYSIS_ITEMS}"
-            buckets.work.put_json(analysis_key, [{"chunk": chunk.to_dict()} for chunk in stages.analysis_chunks(plan)])
+            buckets.work.put_json(analysis_key, [{"chunk": chunk.to_dict()} for chunk in stages.analysis_chunks(plan, config)])
         execution_input = {
             "job_id": job_id,
             "work_bucket": buckets.work_bucket_name,
@@ -403,7 +403,7 @@ def fit_ladder(job_id: str, *, buckets: Buckets, store, invocation: Invocation =
     is (the first fit's figures stay)."""
     job_key = f"{job_prefix(job_id)}/job.json"
     job = load_job(buckets, job_id)
-    wanted = stages.analysis_chunks(job.plan)
+    wanted = stages.analysis_chunks(job.plan, job.config)
     analyses, _ = chunk_analyses(buckets, job)
     missing = sorted({c.index for c in wanted} - {a.index for a in analyses})
     if missing:
@@ -552,7 +552,7 @@ def chunk_results(buckets: Buckets, job: JobDocument, *, workers: int = 16) -> t
 
 def chunk_analyses(buckets: Buckets, job: JobDocument, *, workers: int = 16) -> tuple[list[ChunkAnalysis], int]:
     """Every analyser's trial points (jobs/<job_id>/analysis/), read in parallel; and the bytes read."""
-    keys = [analysis_key(job.job_id, chunk) for chunk in stages.analysis_chunks(job.plan)]
+    keys = [analysis_key(job.job_id, chunk) for chunk in stages.analysis_chunks(job.plan, job.config)]
     bodies = _read_all(buckets, keys, workers)
     return [ChunkAnalysis.from_dict(json.loads(body)) for body in bodies], sum(len(body) for body in bodies)
 

@@ -331,7 +331,10 @@ def analyse_chunk(
                          started_at, time.time(), spread=spread)
 
 
-SPREAD_LIMITS = (0.5, 4.0)
+# Never below 1: a cap under the rung's natural rate would crush its quality (the scaled sizes
+# of a screen recording scroll at a cost the source's own frames do not show), a loose one only
+# lets a peak through.
+SPREAD_LIMITS = (1.0, 4.0)
 
 
 def _spread(packets: Packets, chunk: Chunk, info: SourceInfo, starts: tuple[float, ...], end: float,

@@ -94,12 +94,13 @@ class AutoLadder:
     crfs: tuple[float, ...] = (18.0, 26.0, 34.0)  # rate factors each candidate is tried at
     frames: int = 8  # frames per analysis window: their sizes give the rates, 5 of them the quality
     windows_per_chunk: int = 1
+    analyse_every: int = 2  # one chunk in so many is analysed (and the last)
     min_windows: int = 1
     # The share of a chunk's own analysis in its rate factor (0: the title's for every chunk).
     chunk_weight: float = 0.5
     max_chunk_offset: float = 4.0  # how far a chunk's rate factor may move from the rung's
     # Capped VBR: peak rate and buffer as multiples of the rung's fitted average rate.
-    maxrate_ratio: float = 1.2
+    maxrate_ratio: float = 1.5
     bufsize_ratio: float = 2.0
     caps_kbps: dict[int, int] = field(default_factory=lambda: dict(AUTO_CAPS_KBPS))
 

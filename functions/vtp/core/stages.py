@@ -78,9 +78,12 @@ def needs_analysis(config: PipelineConfig) -> bool:
     return config.ladder_mode is LadderMode.AUTO and vmaf_binary() is not None
 
 
-def analysis_chunks(plan: JobPlan) -> tuple[Chunk, ...]:
-    """The chunks analysed: every one (each gets its own rate factors)."""
-    return plan.chunks
+def analysis_chunks(plan: JobPlan, config: PipelineConfig) -> tuple[Chunk, ...]:
+    """The chunks analysed: one in every `analyse_every` (each gets its own rate factors; the
+    others the rung's), the first and the last always."""
+    every = max(1, config.auto.analyse_every)
+    last = len(plan.chunks) - 1
+    return tuple(c for c in plan.chunks if c.index % every == 0 or c.index == last)
 
 
 def fit(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses: list[ChunkAnalysis], *,

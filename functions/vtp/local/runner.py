@@ -194,7 +194,7 @@ def run_job(
 
 def _analyse(pool, source, info, plan, config: PipelineConfig, scratch: Path, progress: Progress) -> list[ChunkAnalysis]:
     """The analysis map, on the worker pool: one task per chunk."""
-    chunks = stages.analysis_chunks(plan)
+    chunks = stages.analysis_chunks(plan, config)
     progress.stage("analyse", len(chunks))
     jobs = [
         (lambda c=chunk: replace(stages.analyse_chunk(source, c, info, config, scratch=scratch / f"analysis_{c.name}",
