@@ -150,6 +150,18 @@ class DynamoJobStore:
             kwargs["ReturnValues"] = return_values
         return _from_dynamo(self.table.update_item(**kwargs).get("Attributes", {}))
 
+    def enter_stage(self, job_id: str, stage: str) -> bool:
+        """The record's stage, only while the job is RUNNING (a job that failed or was stopped
+        meanwhile keeps its failed:<stage>). False where it was not running."""
+        try:
+            self._update(job_id, {"stage": stage}, condition="#st = :running", names={"#st": "status"},
+                         values={":running": str(JobStatus.RUNNING)})
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            return False
+        return True
+
     def get(self, job_id: str) -> JobRecord | None:
         item = self.item(job_id)
         return JobRecord.from_dict(item) if item else None

@@ -44,7 +44,6 @@ from typing import Any, Callable
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
-from botocore.exceptions import ClientError
 
 from vtp import contract
 from vtp.aws.jobstore import Claim, ClaimRefused, JobNotRunning
@@ -434,15 +433,10 @@ def _same_fit(plan: JobPlan, fitted: JobPlan) -> bool:
 def _enter_stage(store, job_id: str, stage: str) -> None:
     """The record's stage, while the job is RUNNING: a job that failed or was stopped meanwhile
     keeps its failed:<stage>."""
-    if not hasattr(store, "fail"):  # a plain JobStore
+    if hasattr(store, "enter_stage"):
+        store.enter_stage(job_id, stage)
+    else:  # a plain JobStore
         store.update(job_id, stage=stage)
-        return
-    try:
-        store._update(job_id, {"stage": stage}, condition="#st = :running", names={"#st": "status"},
-                      values={":running": str(JobStatus.RUNNING)})
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
 
 
 def encode_chunk(
