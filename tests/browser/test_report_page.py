@@ -172,6 +172,14 @@ def check_complete_report(browser: Any, site: Site, path: str, manifest: dict[st
         for rendition in data["renditions"]:
             bars = page.locator(f"svg.bitrate-chart[data-rung='{rendition['name']}'] .segment-bar")
             assert bars.count() == len(rendition["segments"])
+        # A fitted ladder (the default): each rung's VMAF target beside its measured VMAF, and
+        # the analysis map's and the fit's bars on the timeline.
+        for rendition in job.manifest["renditions"]:
+            cells = page.locator(f"#renditions tbody tr[data-rendition='{rendition['name']}'] td").all_inner_texts()
+            assert f"{rendition['target_vmaf']:.0f}" in cells, (rendition["name"], cells)
+        analysed = [b for b in job.manifest["timeline"]["bars"] if b["stage"] == "analyse"]
+        assert analysed and page.locator(".bar.stage-analyse").count() == len(analysed)
+        assert page.locator(".bar.stage-fit").count() == 1
 
         # Hovering the seek bar shows the thumbnail tile of that time.
         assert _state(page)["thumbnails"], "the thumbnail track was not loaded"

@@ -42,6 +42,7 @@ def build_report_data(manifest: Manifest, segments: Segments) -> dict[str, Any]:
                 "target_bitrate_kbps": r.target_bitrate_kbps, "measured_bitrate_kbps": r.measured_bitrate_kbps,
                 "peak_bitrate_kbps": r.peak_bitrate_kbps, "size_bytes": r.size_bytes, "frames": r.frames,
                 "duration_s": r.duration_s, "quality": r.quality, "segments": segments.get(r.name, []),
+                "target_vmaf": r.target_vmaf, "maxrate_kbps": r.maxrate_kbps, "rate_factor": r.rate_factor,
             }
             for r in manifest.renditions
         ],

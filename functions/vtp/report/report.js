@@ -14,7 +14,7 @@
 
   const SVG_NS = "http://www.w3.org/2000/svg";
   const NONE = "\u2014";  // em dash: no value
-  const STAGES = ["split", "encode", "audio", "merge"];
+  const STAGES = ["split", "analyse", "fit", "encode", "audio", "merge"];
   const PLAYER_SCRIPTS = {hls: "player/hls.min.js", dash: "player/dash.all.min.js"};
 
   const data = JSON.parse(document.getElementById("report-data").textContent);
@@ -738,11 +738,12 @@
         h("th", {rowspan: 2, text: "Rung"}), h("th", {rowspan: 2, text: "Resolution"}), h("th", {rowspan: 2, text: "Codec"}),
         h("th", {colspan: 3, class: "group", text: "Bit rate, kbit/s"}),
         h("th", {rowspan: 2, class: "num", text: "Size"}), h("th", {rowspan: 2, class: "num", text: "Frames"}),
-        h("th", {colspan: 5, class: "group", text: "Quality"}),
+        h("th", {colspan: 6, class: "group", text: "Quality"}),
       ]),
       h("tr", null, [
         h("th", {class: "num", text: "target"}), h("th", {class: "num", text: "measured", title: "average over the rendition"}),
         h("th", {class: "num", text: "peak", title: "the highest segment"}),
+        h("th", {class: "num", text: "VMAF target", title: "a fitted ladder's target for the rung"}),
         h("th", {class: "num", text: "VMAF mean"}), h("th", {class: "num", text: "VMAF p5", title: "5th percentile of the frames"}),
         h("th", {class: "num", text: "VMAF worst", title: "the worst chunk's mean"}),
         h("th", {class: "num", text: "PSNR dB"}), h("th", {class: "num", text: "SSIM"}),
@@ -759,6 +760,9 @@
         h("td", {class: "num", text: fmtInt(r.peak_bitrate_kbps)}),
         h("td", {class: "num", text: fmtBytes(r.size_bytes)}),
         h("td", {class: "num", text: fmtInt(r.frames)}),
+        h("td", {class: "num", text: isNum(r.target_vmaf) ? fmtFixed(r.target_vmaf, 0) : NONE,
+          title: r.rate_factor ? "CRF " + r.rate_factor.rung + " (chunks " + r.rate_factor.chunk_min + " to " +
+            r.rate_factor.chunk_max + "), capped at " + fmtInt(r.maxrate_kbps) + " kbit/s" : "a fixed ladder's rung"}),
         h("td", {class: "num", text: quality(r, "vmaf_mean", 1)}),
         h("td", {class: "num", text: quality(r, "vmaf_p5", 1)}),
         h("td", {class: "num", text: quality(r, "vmaf_worst_chunk", 1)}),
@@ -778,7 +782,7 @@
         h("td", {class: "num", text: NONE}),
         h("td", {class: "num", text: fmtBytes(a.size_bytes)}),
         h("td", {class: "num", text: NONE}),
-        h("td", {class: "num", colspan: 5, text: ""}),
+        h("td", {class: "num", colspan: 6, text: ""}),
       ]));
     }
     append(node, h("div", {class: "table-scroll"}, h("table", {id: "renditions", class: "data"}, [head, body])));
@@ -1026,7 +1030,8 @@
     const box = h("div", {class: "chart-box timeline-box"});
     const detail = h("pre", {id: "timeline-detail", class: "detail", text: "Click a bar to see its details here."});
     const has = function (test) { return bars.some(test); };
-    const stageNames = {split: "split", encode: "encode (a row per chunk)", audio: "audio", merge: "merge"};
+    const stageNames = {split: "split", analyse: "ladder analysis (a row per analysed chunk)", fit: "ladder fit",
+      encode: "encode (a row per chunk)", audio: "audio", merge: "merge"};
     const keys = Object.keys(stageNames).filter(function (stage) { return has(function (b) { return b.stage === stage; }); })
       .map(function (stage) { return h("span", {class: "key"}, [h("i", {class: "swatch stage-" + stage}), stageNames[stage]]); });
     if (has(function (b) { return b.wait_s > 0; })) {
