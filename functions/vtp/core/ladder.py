@@ -195,8 +195,9 @@ def _chunk_rates(analysis: ChunkAnalysis, rungs: list[FittedRung], config: Pipel
         own = [p for p in analysis.points if p.rendition == rendition.name and p.vmaf]
         wanted = curve_of(own).crf_for_vmaf(rung.target_vmaf) if len(own) >= 2 else None
         if wanted is None:
-            wanted = rendition.crf - auto.max_chunk_offset  # out of reach: as many bits as allowed
-        offset = max(-auto.max_chunk_offset, min(auto.max_chunk_offset, auto.chunk_weight * (wanted - rendition.crf)))
+            offset = -auto.max_chunk_offset  # out of the chunk's reach: as many bits as allowed
+        else:
+            offset = max(-auto.max_chunk_offset, min(auto.max_chunk_offset, auto.chunk_weight * (wanted - rendition.crf)))
         crfs[rendition.name] = round(rendition.crf + offset, 1)
     return ChunkRates(analysis.index, crfs, "chunk")
 
