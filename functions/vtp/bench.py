@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vtp.core.config import PipelineConfig
+from vtp.core.config import LadderMode, PipelineConfig
 from vtp.core.encode import encoder_options, picture_chain, scale_chain
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core import stages
@@ -158,6 +158,9 @@ def run_benchmark(source: Path, config: PipelineConfig, *, workers: int | None =
     from rich.table import Table
 
     workers = workers or default_workers()
+    # The same rungs on both sides: one ffmpeg command cannot fit a ladder, so the pipeline runs
+    # the fixed one here (`--ladder compare` measures the fitted one).
+    config = config.with_changes(ladder_mode=LadderMode.FIXED)
     info, _, _ = stages.inspect(local_source(source), config)
     console = Console(stderr=True)
     singles, pipelines = [], []
