@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.checks import load_manifest
-from vtp.core import tools
+from vtp.core import stages, tools
 from vtp.core.config import LadderMode, PipelineConfig, ladder_from_names
 from vtp.core.jobstore import JobStatus
-from vtp.core.quality import RungScores, rung_quality
+from vtp.core.quality import RungScores, rung_quality, sample_times
+from vtp.core.source import local_source
 from vtp.local.runner import run_job
 from vtp.synth import ClipSpec, generate_clip
 
@@ -53,27 +54,32 @@ def full_run(scorer: str, folder: Path, rung: str, source: Path, width: int, hei
 
 @pytest.mark.parametrize("mode", [LadderMode.FIXED, LadderMode.AUTO])
 def test_scores_agree_with_an_independent_full_libvmaf_run(scorer, clip, tmp_path, mode):
-    """One run of 3 frames at every 2 s segment start: each run's middle frame (the segment's
-    second frame) has exactly the score the unsampled run gives that frame, motion feature
-    included; the rung's mean is the full run's within 0.5 VMAF (or 3 standard errors of
+    """One run of 3 frames in every 2 s segment, at a place that varies: each run's middle
+    frame has exactly the score the unsampled run gives that frame, motion feature included; the rung's mean is the full run's within 0.5 VMAF (or 3 standard errors of
     sampling, where the clip's frames vary more than that allows). For the fixed ladder and a
     fitted one (capped VBR, a rate factor per chunk)."""
-    result = run_job(clip, tmp_path / "out", config=BASE.with_changes(ladder_mode=mode), workers=2)
+    config = BASE.with_changes(ladder_mode=mode)
+    result = run_job(clip, tmp_path / "out", config=config, workers=2)
+    info = stages.inspect(local_source(clip), config)[0]
     assert result.status is JobStatus.COMPLETE, result.error
     manifest = load_manifest(result.folder)
-    assert "first 3 frames of every segment (2 s)" in manifest["settings"]["quality_sampling"]
+    assert "3 consecutive frames at a varying place in every segment (2 s)" in manifest["settings"]["quality_sampling"]
     for rendition in manifest["renditions"]:
         quality = rendition["quality"]
         frames = full_run(scorer, result.folder, rendition["name"], clip, 640, 360, tmp_path)
         assert len(frames) == 150
         sampled, expected = [], []
+        places = []
         for chunk in sorted(result.results, key=lambda r: r.index):
             scores = chunk.quality[rendition["name"]]
-            first = round(chunk.start_s * 25)  # the chunk's first frame (25 fps from 0; chunks of one segment)
+            (start,) = sample_times(chunk, info, config)  # chunks of one segment: one run each
+            first = math.ceil(start * 25 - 1e-6)  # the run's first frame (25 fps from 0)
+            places.append(first - round(chunk.start_s * 25))
             sampled += list(scores.vmaf)
             expected.append(frames[first + 1]["vmaf"])
             assert scores.psnr_y[0] == pytest.approx(min(frames[first + 1]["psnr_y"], 60.0), abs=0.01)
             assert scores.ssim[0] == pytest.approx(frames[first + 1]["float_ssim"], abs=1e-4)
+        assert len(set(places)) == len(places) and max(places) > 0, "runs at varying places in their segments"
         assert sampled == pytest.approx(expected, abs=0.01)
         assert quality["frames_scored"] == len(sampled) == 3
         vmaf = [f["vmaf"] for f in frames]
@@ -98,7 +104,8 @@ def test_long_titles_sample_one_segment_in_several():
     config = PipelineConfig()  # 4 s segments, 300 runs wanted: 900 segments -> one in 3
     assert sampling_stride(Info(), config) == 3
     chunk = Chunk(index=5, start_s=60.0, end_s=72.0, seek_s=None, preroll_s=0.0)
-    assert sample_times(chunk, Info(), config) == (60.0,)  # segments 15, 16, 17: only 15 is sampled
+    (start,) = sample_times(chunk, Info(), config)  # segments 15, 16, 17: only 15 is sampled
+    assert 60.0 <= start < 64.0 and start == pytest.approx(60.0 + (15 * 0.6180339887) % 1.0 * 4.0, abs=1e-5)
     assert sampling_stride(Info(), config.with_changes(quality_samples=0)) == 0
 
 
