@@ -149,6 +149,7 @@ def report_complete(out, job_id: str, folder: Path, manifest: Manifest, wall_s: 
     wall = wall_s if wall_s is not None else (stages.total_s if stages else 0.0)
     rungs = ", ".join(
         f"{r.name} {r.measured_bitrate_kbps:.0f} kbit/s" + (f" VMAF {r.quality['vmaf_mean']:.1f}" if r.quality else "")
+        + (f" (target {r.target_vmaf:g})" if r.target_vmaf is not None else "")
         for r in manifest.renditions
     )
     out.print(f"job {job_id} COMPLETE{where}", highlight=False, soft_wrap=True)
@@ -161,7 +162,10 @@ def report_complete(out, job_id: str, folder: Path, manifest: Manifest, wall_s: 
     if stages is not None and stages.encode is not None:
         out.print(
             f"  split {stages.split.wall_s:.2f} s ({stages.split.bytes_read / 1e6:.1f} MB read), "
-            f"encode {stages.encode.span_s:.1f} s over {stages.encode.chunks} chunks, "
+            + (f"ladder analysis {stages.analyse.span_s:.1f} s over {stages.analyse.chunks} chunks "
+               f"({stages.analyse.sum.cpu_s:.1f} CPU-s), fit {stages.fit.wall_s:.2f} s, "
+               if stages.analyse is not None and stages.fit is not None else "")
+            + f"encode {stages.encode.span_s:.1f} s over {stages.encode.chunks} chunks, "
             f"merge {stages.merge.wall_s:.2f} s; critical path {stages.critical_path_s:.1f} s",
             highlight=False, soft_wrap=True,
         )
