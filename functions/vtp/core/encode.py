@@ -40,6 +40,7 @@ from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
 from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, ChunkRates, Rendition, short_tail_s
 from vtp.core.probe import SourceInfo, first_framecrc_time
+from vtp.core.quality import RUN as RUN_FRAMES
 from vtp.core.quality import RungScores, reference_chain, sample_times, score_chunk
 from vtp.core.source import Source
 from vtp.core.storage import ObjectStore, content_type_for
@@ -548,15 +549,18 @@ def _encode_audio(source: Source, chunk: Chunk, info: SourceInfo, config: Pipeli
 def _run_starts(track: fmp4.Track, times: tuple[float, ...]) -> tuple[float, ...] | None:
     """The first frame at or after each sample time (where the scorer's run starts, as the
     reference tap's trim), in seconds from the chunk's first frame (the rungs agree: checked).
-    None where a run has not 3 frames of its own before the chunk ends (a hole in a VFR
-    source): not scored."""
+    None where a run has not 3 frames of its own (before the chunk ends, or before the next run:
+    a hole in a VFR source): not scored."""
     scale = track.timescale
     shown = sorted(sample.presentation for sample in track.samples)
     found = []
+    previous = -RUN_FRAMES
     for t in times:
         after = [i for i, p in enumerate(shown) if p >= (t - BOUNDARY_EPSILON_S) * scale]
-        if not after or after[0] + 3 > len(shown):
+        # Runs that would share frames (two sample times in one hole) pair the wrong frames.
+        if not after or after[0] + RUN_FRAMES > len(shown) or after[0] < previous + RUN_FRAMES:
             return None
+        previous = after[0]
         found.append((shown[after[0]] - shown[0]) / scale)
     return tuple(found)
 
