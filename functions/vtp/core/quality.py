@@ -119,14 +119,14 @@ def score_chunk(
     in seconds from the chunk's first frame. One scorer process for all rungs."""
     width, height = info.video.display_width, info.video.display_height
     fps = max(info.video.fps, 1.0)
-    references = ff.input(str(reference))["0"].filter_multi_output("split", len(renditions))
+    references = ff.input(str(reference), threads=1)["0"].filter_multi_output("split", len(renditions))
     outputs = []
     for i, rendition in enumerate(renditions):
         parts = [
             # Decoding starts at the keyframe before the run (a seek) and stops after it; frames
             # before the run are decoded, not kept. -ss counts from the file's first frame; a
             # quarter frame before the run's first, so that rounding cannot drop it.
-            ff.input(str(rungs[rendition.name]), t=f"{max(1.0, (RUN + 1) / fps):.3f}",
+            ff.input(str(rungs[rendition.name]), t=f"{max(1.0, (RUN + 1) / fps):.3f}", threads=1,
                      **({"ss": f"{start - 0.25 / fps:.6f}"} if start > 0.25 / fps else {}))["0"]
             .filter("trim", end_frame=RUN).filter("setpts", "PTS-STARTPTS")
             for start in runs
@@ -140,7 +140,8 @@ def score_chunk(
         scored = ff.filter([distorted, paired], "libvmaf", log_fmt="json", log_path=str(scratch / f"vmaf_{rendition.name}.json"),
                            n_threads=1, feature="name=psnr|name=float_ssim")
         outputs.append(ff.output(scored, "-", f="null"))
-    args = ff.merge_outputs(*outputs).global_args("-loglevel", "error").get_args()
+    # One thread per decoder and filter: each decodes at most a GOP, where threads cost more than they give.
+    args = ff.merge_outputs(*outputs).global_args("-loglevel", "error", "-filter_threads", "1").get_args()
     try:
         result = run_scorer(args)
     except FfmpegFailed as failure:
