@@ -140,87 +140,62 @@ class TranscodeWorkflow(Construct):
                 **kwargs,
             )
 
-        # --- per chunk: the encoder, inside a Distributed Map --------------------------
-        encode_chunk = invoke(
-            "EncodeChunk",
-            "Encoder",
-            comment="Encode one chunk into every video rung.",
-            # The Map item plus the retry count (0 on the first attempt), for the timeline,
-            # logs and the test-only fault injection (VTP_FAIL_FIRST_ATTEMPT_CHUNK), and when
-            # the task was entered (the wait before the encoder ran: queueing, cold start).
-            payload=sfn.TaskInput.from_object(
-                {
+        def chunk_map(map_id: str, task_id: str, function_name: str, *, items_key: str, result_path: str,
+                      task_comment: str, map_comment: str) -> sfn.DistributedMap:
+            """A Distributed Map over a JSON list of {"chunk": ...} items in the work bucket, one
+            Lambda task per chunk (retried on task failures: the functions overwrite their outputs)."""
+            task = invoke(
+                task_id,
+                function_name,
+                comment=task_comment,
+                # The Map item plus the retry count (0 on the first attempt), for the timeline,
+                # logs and the test-only fault injection (VTP_FAIL_FIRST_ATTEMPT_CHUNK), and when
+                # the task was entered (the wait before the function ran: queueing, cold start).
+                payload=sfn.TaskInput.from_object(
+                    {
+                        "job_id": sfn.JsonPath.string_at("$.job_id"),
+                        "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
+                        "chunk": sfn.JsonPath.object_at("$.chunk"),
+                        "attempt": sfn.JsonPath.number_at("$$.State.RetryCount"),
+                        "entered_at": sfn.JsonPath.string_at("$$.State.EnteredTime"),
+                    }
+                ),
+            )
+            add_retries(task, retry_task_failures=True)
+            chunks = sfn.DistributedMap(
+                self,
+                map_id,
+                comment=map_comment,
+                item_reader=sfn.S3JsonItemReader(bucket=storage.work_bucket, key=sfn.JsonPath.string_at(items_key)),
+                item_selector={
                     "job_id": sfn.JsonPath.string_at("$.job_id"),
                     "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
-                    "chunk": sfn.JsonPath.object_at("$.chunk"),
-                    "attempt": sfn.JsonPath.number_at("$$.State.RetryCount"),
-                    "entered_at": sfn.JsonPath.string_at("$$.State.EnteredTime"),
-                }
-            ),
-        )
-        add_retries(encode_chunk, retry_task_failures=True)
+                    "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value.chunk"),  # items are {"chunk": {...}}
+                },
+                result_writer_v2=sfn.ResultWriterV2(bucket=storage.work_bucket, prefix=MAP_RESULTS_PREFIX),
+                # The Map's output is only where its results went ({MapRunArn, ResultWriterDetails}).
+                result_selector={"chunks": sfn.JsonPath.object_at("$.ResultWriterDetails")},
+                result_path=result_path,
+                max_concurrency=max_concurrency,
+                map_execution_type=sfn.StateMachineType.STANDARD,  # a chunk may take over 5 minutes
+                label=map_id,
+            )
+            chunks.item_processor(task)
+            return chunks
 
-        encode_chunks = sfn.DistributedMap(
-            self,
-            "EncodeChunks",
-            comment="One child execution per chunk listed in jobs/<job_id>/chunks.json.",
-            item_reader=sfn.S3JsonItemReader(
-                bucket=storage.work_bucket,
-                key=sfn.JsonPath.string_at("$.chunks_key"),
-            ),
-            item_selector={
-                "job_id": sfn.JsonPath.string_at("$.job_id"),
-                "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
-                "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value.chunk"),  # items are {"chunk": {...}}
-            },
-            result_writer_v2=sfn.ResultWriterV2(bucket=storage.work_bucket, prefix=MAP_RESULTS_PREFIX),
-            # The Map's output is only where its results went ({MapRunArn, ResultWriterDetails}).
-            result_selector={"chunks": sfn.JsonPath.object_at("$.ResultWriterDetails")},
-            result_path="$.encode",
-            max_concurrency=max_concurrency,
-            map_execution_type=sfn.StateMachineType.STANDARD,  # a chunk may take over 5 minutes
-            label="EncodeChunks",
+        # --- per chunk: the encoder, inside a Distributed Map --------------------------
+        encode_chunks = chunk_map(
+            "EncodeChunks", "EncodeChunk", "Encoder", items_key="$.chunks_key", result_path="$.encode",
+            task_comment="Encode one chunk into every video rung.",
+            map_comment="One child execution per chunk listed in jobs/<job_id>/chunks.json.",
         )
-        encode_chunks.item_processor(encode_chunk)
 
         # --- a fitted ladder: the analysis map, then the fit -----------------------------
-        analyse_chunk = invoke(
-            "AnalyseChunk",
-            "Analyser",
-            comment="Trial-encode a few frames of one chunk at every candidate size and rate factor; score them.",
-            payload=sfn.TaskInput.from_object(
-                {
-                    "job_id": sfn.JsonPath.string_at("$.job_id"),
-                    "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
-                    "chunk": sfn.JsonPath.object_at("$.chunk"),
-                    "attempt": sfn.JsonPath.number_at("$$.State.RetryCount"),
-                    "entered_at": sfn.JsonPath.string_at("$$.State.EnteredTime"),
-                }
-            ),
+        analyse_chunks = chunk_map(
+            "AnalyseChunks", "AnalyseChunk", "Analyser", items_key="$.analysis_key", result_path="$.analyse",
+            task_comment="Trial-encode a few frames of one chunk at every candidate size and rate factor; score them.",
+            map_comment="A fitted ladder: one child execution per chunk listed in jobs/<job_id>/analysis_chunks.json.",
         )
-        add_retries(analyse_chunk, retry_task_failures=True)
-
-        analyse_chunks = sfn.DistributedMap(
-            self,
-            "AnalyseChunks",
-            comment="A fitted ladder: one child execution per chunk listed in jobs/<job_id>/analysis_chunks.json.",
-            item_reader=sfn.S3JsonItemReader(
-                bucket=storage.work_bucket,
-                key=sfn.JsonPath.string_at("$.analysis_key"),
-            ),
-            item_selector={
-                "job_id": sfn.JsonPath.string_at("$.job_id"),
-                "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
-                "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value.chunk"),
-            },
-            result_writer_v2=sfn.ResultWriterV2(bucket=storage.work_bucket, prefix=MAP_RESULTS_PREFIX),
-            result_selector={"chunks": sfn.JsonPath.object_at("$.ResultWriterDetails")},
-            result_path="$.analyse",
-            max_concurrency=max_concurrency,
-            map_execution_type=sfn.StateMachineType.STANDARD,
-            label="AnalyseChunks",
-        )
-        analyse_chunks.item_processor(analyse_chunk)
 
         fit_ladder = invoke(
             "FitLadder",
