@@ -30,6 +30,7 @@ Who may change a job (each a conditional write on its record, vtp.aws.jobstore):
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 import json
 import os
@@ -40,7 +41,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
@@ -357,6 +358,24 @@ def load_job(buckets: Buckets, job_id: str) -> JobDocument:
     return JobDocument.from_dict(buckets.work.get_json(f"{job_prefix(job_id)}/job.json"))
 
 
+@contextmanager
+def _chunk_task(store, buckets: Buckets, job: JobDocument, job_id: str, chunk: Chunk, scratch_name: str) -> Iterator[Path]:
+    """One chunk's task (an analyser or an encoder): a scratch folder, removed after; a failure
+    recorded on the job's record, an upload gone or replaced named so, and input problems
+    raised as InputError (the workflow does not retry them)."""
+    work = scratch_dir(scratch_name)
+    try:
+        try:
+            yield work
+        except PipelineError as error:
+            _raise_for_workflow(_source_gone(error, buckets, job.source))
+    except Exception as failure:
+        _record_chunk_error(store, job_id, chunk, _pipeline_error(failure))
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def analyse_chunk(
     job_id: str, chunk_item: dict[str, Any], *, buckets: Buckets, store, attempt: int = 0,
     invocation: Invocation = Invocation(), dispatched_at: str | None = None,
@@ -367,20 +386,10 @@ def analyse_chunk(
     `dispatched_at` (ISO time, the Map's $$.State.EnteredTime): for the wait before it ran."""
     chunk = Chunk.from_dict(chunk_item)
     job = load_job(buckets, job_id)
-    work = scratch_dir(f"{job_id}-analysis-{chunk.name}")
-    try:
-        try:
-            analysis = stages.analyse_chunk(
-                buckets.input.source(job.source), chunk, job.info, job.config, scratch=work,
-                chunks=len(job.plan.chunks),
-            )
-        except PipelineError as error:
-            _raise_for_workflow(_source_gone(error, buckets, job.source))
-    except Exception as failure:
-        _record_chunk_error(store, job_id, chunk, _pipeline_error(failure))
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with _chunk_task(store, buckets, job, job_id, chunk, f"{job_id}-analysis-{chunk.name}") as work:
+        analysis = stages.analyse_chunk(
+            buckets.input.source(job.source), chunk, job.info, job.config, scratch=work, chunks=len(job.plan.chunks),
+        )
     analysis = dataclasses.replace(
         analysis, worker=invocation.request_id,
         figures=dataclasses.replace(analysis.figures, memory_mb=invocation.memory_mb),
@@ -449,20 +458,11 @@ def encode_chunk(
     chunk = Chunk.from_dict(chunk_item)
     _maybe_inject_fault(job_id, chunk, buckets)
     job = load_job(buckets, job_id)
-    work = scratch_dir(f"{job_id}-{chunk.name}")
-    try:
-        try:
-            result = stages.encode_chunk(
-                buckets.input.source(job.source), chunk, job.info, job.plan, job.config,
-                scratch=work, output=buckets.output, prefix=f"{job_id}/",
-            )
-        except PipelineError as error:
-            _raise_for_workflow(_source_gone(error, buckets, job.source))
-    except Exception as failure:
-        _record_chunk_error(store, job_id, chunk, _pipeline_error(failure))
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with _chunk_task(store, buckets, job, job_id, chunk, f"{job_id}-{chunk.name}") as work:
+        result = stages.encode_chunk(
+            buckets.input.source(job.source), chunk, job.info, job.plan, job.config,
+            scratch=work, output=buckets.output, prefix=f"{job_id}/",
+        )
     dispatched = epoch_of(dispatched_at)
     result = dataclasses.replace(
         result, attempt=attempt, worker=invocation.request_id, cold_start=invocation.cold_start,
