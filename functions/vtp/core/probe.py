@@ -432,14 +432,17 @@ def first_framecrc_time(text: str) -> float | None:
     return float(Fraction(int(rows[0].split(",")[1]) * int(match.group(1)), int(match.group(2))))
 
 
-def _packets(source: Source, info: SourceInfo, intervals: str, spent: list[IoStats]) -> list[tuple[float | None, bool]]:
+def _packet_rows(source: Source, info: SourceInfo, intervals: str, entries: str, *, doing: str,
+                 failing: str) -> tuple[list[list[str]], IoStats]:
+    """The video packets ffprobe demuxes (not decodes) in `intervals`: the `entries` of each, as
+    CSV fields, and what reading them cost (verbose log: the bytes and seeks it made)."""
     try:
         result = run_ffprobe(
             [
                 "-loglevel", "level+verbose", *_probe_args(source),
                 "-select_streams", str(info.video.stream_index),
                 "-read_intervals", intervals,
-                "-show_entries", "packet=pts_time,flags",
+                "-show_entries", f"packet={entries}",
                 "-of", "csv=p=0",
                 source.url,
             ],
@@ -447,48 +450,35 @@ def _packets(source: Source, info: SourceInfo, intervals: str, spent: list[IoSta
         )
     except FfmpegFailed as failure:
         if failure.crashed:
-            raise failure.as_tool_crash("finding keyframes") from None
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"seeking in the source fails ({_detail(failure, source)})") from None
-    spent.append(io_stats(result))
-    packets = []
-    for line in result.stdout.decode().splitlines():
-        fields = line.split(",")
-        if len(fields) < 2:
-            continue
-        pts = float(fields[0]) if fields[0] not in ("", "N/A") else None
-        packets.append((pts, "K" in fields[1]))
-    return packets
+            raise failure.as_tool_crash(doing) from None
+        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"{failing} fails ({_detail(failure, source)})") from None
+    return [line.split(",") for line in result.stdout.decode().splitlines()], io_stats(result)
+
+
+def _packets(source: Source, info: SourceInfo, intervals: str, spent: list[IoStats]) -> list[tuple[float | None, bool]]:
+    rows, io = _packet_rows(source, info, intervals, "pts_time,flags", doing="finding keyframes",
+                            failing="seeking in the source")
+    spent.append(io)
+    return [
+        (float(fields[0]) if fields[0] not in ("", "N/A") else None, "K" in fields[1])
+        for fields in rows if len(fields) >= 2
+    ]
 
 
 def packet_sizes(source: Source, info: SourceInfo, start_s: float, end_s: float) -> tuple[list[tuple[float, int, bool]], IoStats]:
     """The source's video packets between two source times, demuxed (not decoded): (pts, bytes,
     keyframe) in presentation order. How the source's own encoder spent its bits over time."""
-    try:
-        result = run_ffprobe(
-            [
-                "-loglevel", "error", *_probe_args(source),
-                "-select_streams", str(info.video.stream_index),
-                "-read_intervals", f"{max(start_s, 0.0):.6f}%{end_s:.6f}",
-                "-show_entries", "packet=pts_time,size,flags",
-                "-of", "csv=p=0",
-                source.url,
-            ],
-            timeout_s=_HEADER_TIMEOUT_S * 5,
-        )
-    except FfmpegFailed as failure:
-        if failure.crashed:
-            raise failure.as_tool_crash("reading the source's packet sizes") from None
-        raise PipelineError(ErrorCode.CORRUPT_INPUT, f"reading the source's packets fails ({_detail(failure, source)})") from None
+    rows, io = _packet_rows(source, info, f"{max(start_s, 0.0):.6f}%{end_s:.6f}", "pts_time,size,flags",
+                            doing="reading the source's packet sizes", failing="reading the source's packets")
     packets = []
-    for line in result.stdout.decode().splitlines():
-        fields = line.split(",")
+    for fields in rows:
         if len(fields) < 3 or fields[0] in ("", "N/A"):
             continue
         try:
             packets.append((float(fields[0]), int(fields[1]), "K" in fields[2]))
         except ValueError:
             continue
-    return sorted(packets), io_stats(result)
+    return sorted(packets), io
 
 
 _NO_INDEX = "moov atom not found"
