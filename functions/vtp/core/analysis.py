@@ -292,7 +292,8 @@ def analyse_chunk(
         first_window = chunk.index * windows
         try:
             encoded = run_ffmpeg(analysis_args(source, chunk, info, config, trials, scratch, attempt))
-            got = _frames_in(scratch, trials, config)
+            sizes = _frame_sizes(scratch, trials, config)
+            got = min((len(frame_sizes) for frame_sizes in sizes.values()), default=0)
             if got < windows * frames:
                 problem = f"its windows gave {got} frames of {windows * frames}"
             else:
@@ -311,16 +312,12 @@ def analyse_chunk(
     points = []
     for rendition in trials:
         for crf in config.auto.crfs:
-            sizes = _frame_sizes(_trial_path(scratch, rendition, crf))
-            got = len(sizes) // frames  # a window at the end of the source may be short
-            if got == 0:
-                raise PipelineError(ErrorCode.ENCODE_FAILED, f"analysing {chunk.name}: no whole window of {frames} frames")
             rates = []
-            for k in range(got):
-                window = sizes[k * frames:(k + 1) * frames]
+            for k in range(windows):
+                window = sizes[rendition.name, crf][k * frames:(k + 1) * frames]
                 gop_bytes = window[0] + (gop - 1) * spread * sum(window[1:]) / (frames - 1)
                 rates.append(gop_bytes * 8 / (gop / fps) / 1000)
-            vmaf = _middle_scores(scratch / f"vmaf_{rendition.name}_{crf:g}.json", got)
+            vmaf = _middle_scores(scratch / f"vmaf_{rendition.name}_{crf:g}.json", windows)
             points.append(TrialPoint(rendition.name, crf, sum(rates) / len(rates), vmaf))
     io = reads + io_stats(encoded)
     figures = StageFigures(
@@ -357,23 +354,19 @@ def _spread(packets: Packets, chunk: Chunk, info: SourceInfo, starts: tuple[floa
     return min(SPREAD_LIMITS[1], max(SPREAD_LIMITS[0], ratio))
 
 
-def _frames_in(scratch: Path, trials: tuple[Rendition, ...], config: PipelineConfig) -> int:
-    """The fewest frames any trial encode holds (0 where one is missing or empty)."""
-    counts = []
+def _frame_sizes(scratch: Path, trials: tuple[Rendition, ...], config: PipelineConfig) -> dict[tuple[str, float], list[int]]:
+    """Each trial encode's frame sizes in presentation order (none for one that is missing or
+    that ffmpeg left unfinished: it holds no whole window)."""
+    sizes = {}
     for rendition in trials:
         for crf in config.auto.crfs:
             path = _trial_path(scratch, rendition, crf)
             try:
-                counts.append(len(fmp4.read_track(path).samples) if path.exists() else 0)
-            except Exception:  # noqa: BLE001 - a file ffmpeg left unfinished holds no whole window
-                counts.append(0)
-    return min(counts, default=0)
-
-
-def _frame_sizes(path: Path) -> list[int]:
-    """Each frame's bytes in presentation order."""
-    samples = fmp4.read_track(path).samples
-    return [s.size for s in sorted(samples, key=lambda s: s.presentation)]
+                samples = fmp4.read_track(path).samples if path.exists() else []
+            except Exception:  # noqa: BLE001
+                samples = []
+            sizes[rendition.name, crf] = [s.size for s in sorted(samples, key=lambda s: s.presentation)]
+    return sizes
 
 
 def _middle_scores(log: Path, windows: int) -> tuple[float, ...]:
