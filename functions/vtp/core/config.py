@@ -94,7 +94,7 @@ class AutoLadder:
     crfs: tuple[float, ...] = (18.0, 26.0, 34.0)  # rate factors each candidate is tried at
     frames: int = 8  # frames per analysis window: their sizes give the rates, 5 of them the quality
     windows_per_chunk: int = 1
-    analyse_every: int = 2  # one chunk in so many is analysed (and the last)
+    analyse_every: int = 3  # one chunk in so many is analysed (spread over the title)
     min_windows: int = 1
     # The share of a chunk's own analysis in its rate factor (0: the title's for every chunk).
     chunk_weight: float = 0.5
@@ -102,6 +102,17 @@ class AutoLadder:
     # Capped VBR: peak rate and buffer as multiples of the rung's fitted average rate.
     maxrate_ratio: float = 1.5
     bufsize_ratio: float = 2.0
+    # Never under the fixed ladder: each rung's target is at least the quality the analysis
+    # predicts for the fixed ladder's rung of the same rank (easy content: the fixed ladder's
+    # rate factors already make VMAF 98; the fitted ladder saves on the rungs below it).
+    at_least_fixed: bool = True
+    # The rework after the encode map (vtp.core.rework): a rung measured under its target
+    # + `quality_slack` is encoded again aiming `quality_aim` over it; a chunk with a segment
+    # over `peak_limit` times the rung's average is encoded again capped at `peak_aim` times it.
+    quality_slack: float = 0.5
+    quality_aim: float = 1.5
+    peak_limit: float = 1.5
+    peak_aim: float = 1.35
     caps_kbps: dict[int, int] = field(default_factory=lambda: dict(AUTO_CAPS_KBPS))
 
     @classmethod

@@ -38,7 +38,7 @@ from vtp.core import fmp4
 from vtp.core.config import PipelineConfig, RateControl
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.manifest import StageFigures
-from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, ChunkRates, Rendition, short_tail_s
+from vtp.core.plan import BOUNDARY_EPSILON_S, Chunk, ChunkRates, ChunkRework, Rendition, short_tail_s
 from vtp.core.probe import SourceInfo, first_framecrc_time
 from vtp.core.quality import RUN as RUN_FRAMES
 from vtp.core.quality import RungScores, reference_chain, sample_times, score_chunk
@@ -74,13 +74,16 @@ class SegmentFacts:
     frames: int
     bytes: int
     keyframe_first: bool = True
+    # The segment's largest keyframe: a cap on the segment's peak (vtp.core.rework) must leave
+    # the encoder's buffer room for it, or the keyframe, and every frame after it, starves.
+    key_bytes: int = 0
 
     def to_list(self) -> list[int]:
-        return [self.start, self.frames, self.bytes, int(self.keyframe_first)]
+        return [self.start, self.frames, self.bytes, int(self.keyframe_first), self.key_bytes]
 
     @classmethod
     def from_list(cls, values: list[int]) -> "SegmentFacts":
-        return cls(values[0], values[1], values[2], bool(values[3]))
+        return cls(values[0], values[1], values[2], bool(values[3]), values[4] if len(values) > 4 else 0)
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,12 @@ class ChunkResult:
     quality: dict[str, RungScores] | None = None  # per rung: the scored frames (vtp.core.quality)
     quality_figures: StageFigures | None = None  # the scorer's own process (its CPU is in `figures`)
     rates: ChunkRates | None = None  # a fitted ladder: this chunk's rate factor per rung, and its basis
+    # Rungs of this chunk encoded again after the encode map (vtp.core.rework): the decision,
+    # the second encode's own figures (not in `figures`) and when it ran.
+    rework: ChunkRework | None = None
+    rework_figures: StageFigures | None = None
+    rework_started_at: float = 0.0
+    rework_ended_at: float = 0.0
 
     @property
     def first_frame(self) -> int:
@@ -195,6 +204,9 @@ class ChunkResult:
             "quality": {name: scores.to_dict() for name, scores in self.quality.items()} if self.quality else None,
             "quality_figures": self.quality_figures.to_dict() if self.quality_figures else None,
             "rates": self.rates.to_dict() if self.rates else None,
+            "rework": self.rework.to_dict() if self.rework else None,
+            "rework_figures": self.rework_figures.to_dict() if self.rework_figures else None,
+            "rework_started_at": self.rework_started_at, "rework_ended_at": self.rework_ended_at,
         }
 
     @classmethod
@@ -215,6 +227,9 @@ class ChunkResult:
             if data.get("quality") else None,
             quality_figures=StageFigures.from_dict(data["quality_figures"]) if data.get("quality_figures") else None,
             rates=ChunkRates.from_dict(data["rates"]) if data.get("rates") else None,
+            rework=ChunkRework.from_dict(data["rework"]) if data.get("rework") else None,
+            rework_figures=StageFigures.from_dict(data["rework_figures"]) if data.get("rework_figures") else None,
+            rework_started_at=data.get("rework_started_at", 0.0), rework_ended_at=data.get("rework_ended_at", 0.0),
         )
 
 
@@ -587,22 +602,24 @@ def encode_chunk(
     prefix: str = "",
     upload_workers: int = 8,
     rates: ChunkRates | None = None,
+    video_only: bool = False,
 ) -> ChunkResult:
-    """Encode `chunk` and write its segments under `prefix` in `output`; return its facts."""
+    """Encode `chunk` and write its segments under `prefix` in `output`; return its facts.
+    `video_only`: these renditions' segments again (a rework), no audio, thumbnails or poster."""
     started_at = time.time()
     started = time.monotonic()
     scratch.mkdir(parents=True, exist_ok=True)
-    tiles = tile_times(chunk, info, config.thumbnail_interval_s)
+    tiles = () if video_only else tile_times(chunk, info, config.thumbnail_interval_s)
     end = chunk.end_s if chunk.end_s is not None else info.duration_s
     outputs = _Outputs(
-        scratch, renditions, info.has_audio, tiles,
-        poster=chunk.start_s - BOUNDARY_EPSILON_S <= poster_time(info) < end - BOUNDARY_EPSILON_S,
+        scratch, renditions, info.has_audio and not video_only, tiles,
+        poster=not video_only and chunk.start_s - BOUNDARY_EPSILON_S <= poster_time(info) < end - BOUNDARY_EPSILON_S,
         look_ahead=chunk.end_s is not None,
         quality_times=sample_times(chunk, info, config) if vmaf_binary() else (),
     )
     with ThreadPoolExecutor(max_workers=1) as side:
         # The audio is a small process of its own beside the video's.
-        audio_job = side.submit(_encode_audio, source, chunk, info, config, outputs.audio) if info.has_audio else None
+        audio_job = side.submit(_encode_audio, source, chunk, info, config, outputs.audio) if outputs.has_audio else None
         with _tool_errors(f"encoding {chunk.name}"):
             result = run_ffmpeg(encode_args(source, chunk, renditions, info, config, outputs, rates))
         audio_track, audio_runs = audio_job.result() if audio_job else (None, [])
@@ -716,7 +733,9 @@ def _segments(
         samples = [s for fragment in group for s in fragment.samples]
         first = min(samples, key=lambda s: s.presentation)
         payloads.append(b"".join(track.data[f.start : f.end] for f in group))
-        facts.append(SegmentFacts(first.presentation, len(samples), len(payloads[-1]), group[0].samples[0].sync))
+        keys = [s.size for s in samples if s.sync]
+        facts.append(SegmentFacts(first.presentation, len(samples), len(payloads[-1]), group[0].samples[0].sync,
+                                  max(keys, default=0)))
     last_end = max(s.presentation + s.duration for s in track.samples)
     end = end_frame if end_frame is not None else last_end
     return (

@@ -6,8 +6,11 @@ the rate factor for VMAF and for the logarithm of the rate (x264's rate halves a
 steps), beyond them extended by the nearest segment, at most `EXTEND` steps.
 
 The rungs, from the top: for each quality target (the top one, then `vmaf_step` lower each,
-down to `min_vmaf`), every candidate smaller than the rung above reaches it at some rate
-factor; the cheapest reaches it on the convex hull of all sizes' curves and becomes the rung.
+down to `min_vmaf`; with `at_least_fixed`, never under what the fixed ladder's rung of the
+same rank is predicted to make), every candidate no larger than the rung above reaches it at
+some rate factor; the cheapest reaches it on the convex hull of all sizes' curves and becomes
+the rung (a size can hold two rungs: a screen recording is cheaper at its own size, at a
+higher rate factor, than scaled down, where its sharp edges become costly detail).
 A rung must cost at most `1 / min_rate_step` of the rung above (else it adds too little:
 dropped), and at most its size's cap (else it is made at the cap, below its target). Each
 rung's peak is capped (VBR: maxrate and bufsize from its fitted rate).
@@ -95,12 +98,13 @@ def curve_of(points: list[TrialPoint], weights: list[float] | None = None) -> Cu
 @dataclass(frozen=True)
 class FittedRung:
     rendition: Rendition
+    size: str  # the candidate it was made from (its curve in the fit's `curves`)
     target_vmaf: float
     predicted_vmaf: float
     capped: bool  # made at its size's cap, below its target
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.rendition.name, "width": self.rendition.width, "height": self.rendition.height,
+        return {"name": self.rendition.name, "size": self.size, "width": self.rendition.width, "height": self.rendition.height,
                 "target_vmaf": self.target_vmaf, "predicted_vmaf": round(self.predicted_vmaf, 2),
                 "predicted_kbps": self.rendition.bitrate_kbps, "crf": self.rendition.crf,
                 "maxrate_kbps": self.rendition.maxrate_kbps, "capped": self.capped}
@@ -118,22 +122,25 @@ def fit_ladder(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses
                        [a.duration_s for a in usable for p in a.points if p.rendition == name])
         for name in sizes
     }
+    floors = _fixed_floors(plan, title) if auto.at_least_fixed else []
     rungs: list[FittedRung] = []
     dropped: list[dict[str, Any]] = []
-    target = auto.top_vmaf
-    while target >= auto.min_vmaf - 1e-9 and len(rungs) < auto.max_rungs:
+    step_target = auto.top_vmaf
+    while step_target >= auto.min_vmaf - 1e-9 and len(rungs) < auto.max_rungs:
         above = rungs[-1] if rungs else None
-        choice = _cheapest(target, sizes, title, config, below=above.rendition.height if above else None, top=above is None)
+        target = max(step_target, floors[len(rungs)]) if len(rungs) < len(floors) else step_target
+        choice = _cheapest(target, sizes, title, config, below=above.rendition.height if above else None,
+                           top=above is None, taken={r.rendition.name for r in rungs})
         if choice is None:
-            # No smaller size reaches this target within its cap: a lower target may be reached.
+            # No size reaches this target within its cap: a lower target may be reached.
             dropped.append({"target_vmaf": target, "name": None, "kbps": None,
-                            "reason": "no smaller size reaches it within its cap"})
+                            "reason": "no size reaches it within its cap"})
         elif above is not None and above.rendition.bitrate_kbps < auto.min_rate_step * choice.rendition.bitrate_kbps:
             dropped.append({"target_vmaf": target, "name": choice.rendition.name, "kbps": choice.rendition.bitrate_kbps,
                             "reason": f"saves less than {auto.min_rate_step:g}x over {above.rendition.name}"})
         else:
             rungs.append(choice)
-        target = round(target - auto.vmaf_step, 3)
+        step_target = round(step_target - auto.vmaf_step, 3)
     if not rungs:
         raise PipelineError(ErrorCode.ENCODE_FAILED, "no rung of the fitted ladder reaches any quality target")
     renditions = tuple(r.rendition for r in rungs)
@@ -150,13 +157,24 @@ def fit_ladder(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses
     return JobPlan(renditions=renditions, chunks=plan.chunks, rates=rates, fit=fit)
 
 
+def _fixed_floors(plan: JobPlan, title: dict[str, Curve]) -> list[float]:
+    """The quality the analysis predicts for each rung of the fixed ladder (the plan's before
+    fitting), in rank order; a size the analysis did not try ends the list."""
+    floors = []
+    for rendition in plan.renditions:
+        if rendition.name not in title:
+            break
+        floors.append(round(title[rendition.name].vmaf_at(rendition.crf), 2))
+    return floors
+
+
 def _cheapest(target: float, sizes: dict[str, Rendition], title: dict[str, Curve], config: PipelineConfig, *,
-              below: int | None, top: bool) -> FittedRung | None:
-    """The cheapest candidate smaller than `below` that reaches `target` within its cap. The top
-    rung, where none does: the best any size makes at its cap."""
+              below: int | None, top: bool, taken: set[str]) -> FittedRung | None:
+    """The cheapest candidate no larger than `below` that reaches `target` within its cap. The
+    top rung, where none does: the best any size makes at its cap."""
     options = []
     for name, size in sizes.items():
-        if below is not None and size.height >= below:
+        if below is not None and size.height > below:
             continue
         curve = title[name]
         cap = config.auto.caps_kbps.get(_box_height(size), math.inf)
@@ -172,7 +190,18 @@ def _cheapest(target: float, sizes: dict[str, Rendition], title: dict[str, Curve
     # Reaching the target first, then the fewest bits; where none reaches it, the best quality.
     reaching = [o for o in options if not o[0]]
     capped, kbps, minus_vmaf, name, crf = min(reaching, key=lambda o: o[1]) if reaching else min(options, key=lambda o: o[2])
-    return FittedRung(_rung(sizes[name], crf, kbps, target, config), target, -minus_vmaf, capped)
+    return FittedRung(_rung(sizes[name], _free_name(name, taken), crf, kbps, target, config), name, target,
+                      -minus_vmaf, capped)
+
+
+def _free_name(size: str, taken: set[str]) -> str:
+    """'1080p', or for a second rung of that size '1080p-2' (names are the tracks' folders)."""
+    number = 1
+    name = size
+    while name in taken:
+        number += 1
+        name = f"{size}-{number}"
+    return name
 
 
 def _box_height(size: Rendition) -> int:
@@ -180,9 +209,9 @@ def _box_height(size: Rendition) -> int:
     return int(size.name.rstrip("p"))
 
 
-def _rung(size: Rendition, crf: float, kbps: float, target: float, config: PipelineConfig) -> Rendition:
+def _rung(size: Rendition, name: str, crf: float, kbps: float, target: float, config: PipelineConfig) -> Rendition:
     return Rendition(
-        size.name, size.width, size.height, round(kbps), round(crf, 1), size.sample_aspect, target_vmaf=target,
+        name, size.width, size.height, round(kbps), round(crf, 1), size.sample_aspect, target_vmaf=target,
         maxrate_kbps=math.ceil(kbps * config.auto.maxrate_ratio), bufsize_kbps=math.ceil(kbps * config.auto.bufsize_ratio),
     )
 
@@ -192,7 +221,7 @@ def _chunk_rates(analysis: ChunkAnalysis, rungs: list[FittedRung], config: Pipel
     crfs = {}
     for rung in rungs:
         rendition = rung.rendition
-        own = [p for p in analysis.points if p.rendition == rendition.name and p.vmaf]
+        own = [p for p in analysis.points if p.rendition == rung.size and p.vmaf]
         wanted = curve_of(own).crf_for_vmaf(rung.target_vmaf) if len(own) >= 2 else None
         if wanted is None:
             offset = -auto.max_chunk_offset  # out of the chunk's reach: as many bits as allowed

@@ -91,6 +91,52 @@ class ChunkRates:
 
 
 @dataclass(frozen=True)
+class RungRework:
+    """One rung of one chunk encoded again: its new rate factor and cap, and why."""
+
+    name: str
+    crf: float
+    maxrate_kbps: int
+    bufsize_kbps: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "crf": self.crf, "maxrate_kbps": self.maxrate_kbps,
+                "bufsize_kbps": self.bufsize_kbps, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RungRework":
+        return cls(data["name"], float(data["crf"]), int(data["maxrate_kbps"]), int(data["bufsize_kbps"]),
+                   data["reason"])
+
+
+@dataclass(frozen=True)
+class ChunkRework:
+    index: int
+    rungs: tuple[RungRework, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "rungs": [r.to_dict() for r in self.rungs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ChunkRework":
+        return cls(int(data["index"]), tuple(RungRework.from_dict(r) for r in data["rungs"]))
+
+    def renditions(self, plan: "JobPlan") -> tuple[Rendition, ...]:
+        """The plan's renditions for these rungs, with this chunk's caps (in the plan's order)."""
+        caps = {r.name: r for r in self.rungs}
+        return tuple(
+            Rendition(r.name, r.width, r.height, r.bitrate_kbps, caps[r.name].crf, r.sample_aspect,
+                      target_vmaf=r.target_vmaf, maxrate_kbps=caps[r.name].maxrate_kbps,
+                      bufsize_kbps=caps[r.name].bufsize_kbps)
+            for r in plan.renditions if r.name in caps
+        )
+
+    def rates(self) -> ChunkRates:
+        return ChunkRates(self.index, {r.name: r.crf for r in self.rungs}, "rework")
+
+
+@dataclass(frozen=True)
 class JobPlan:
     renditions: tuple[Rendition, ...]
     chunks: tuple[Chunk, ...]

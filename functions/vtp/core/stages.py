@@ -7,6 +7,9 @@
   analysis map's work, then the fitting step's);
 - `encode_chunk`: one chunk's time range of the source -> its final segments, written
   under the job's output prefix, and its facts (the encoders' work);
+- `plan_rework` and `rework_chunk` (a fitted ladder only): the chunks' facts -> the
+  chunk-rungs that missed their quality target or peaked too high, each encoded again (the
+  rework step's work, then the rework map's: vtp.core.rework);
 - `publish`: the chunks' facts -> checks, playlists, MPD, thumbnail track, manifest (the
   merger's work: no media).
 """
@@ -26,9 +29,9 @@ from vtp.core.analysis import ChunkAnalysis, analyse_chunk
 from vtp.core.config import LadderMode, PipelineConfig
 from vtp.core.encode import ChunkResult
 from vtp.core.errors import ErrorCode, PipelineError
-from vtp.core import ladder
+from vtp.core import ladder, rework
 from vtp.core.manifest import StageFigures
-from vtp.core.plan import Chunk, JobPlan, plan_job
+from vtp.core.plan import Chunk, ChunkRework, JobPlan, plan_job
 from vtp.core.probe import SourceInfo
 from vtp.core.publish import publish
 from vtp.core.source import Source
@@ -37,7 +40,7 @@ from vtp.core.tools import FfmpegFailed, IoStats, vmaf_binary
 
 __all__ = [
     "inspect", "needs_analysis", "analysis_chunks", "analyse_chunk", "fit", "ChunkAnalysis", "encode_chunk",
-    "publish", "run_all", "stage_errors",
+    "plan_rework", "rework_chunk", "apply_rework", "ChunkRework", "publish", "run_all", "stage_errors",
 ]
 
 
@@ -79,11 +82,23 @@ def needs_analysis(config: PipelineConfig) -> bool:
 
 
 def analysis_chunks(plan: JobPlan, config: PipelineConfig) -> tuple[Chunk, ...]:
-    """The chunks analysed: one in every `analyse_every` (each gets its own rate factors; the
-    others the rung's), the first and the last always."""
-    every = max(1, config.auto.analyse_every)
-    last = len(plan.chunks) - 1
-    return tuple(c for c in plan.chunks if c.index % every == 0 or c.index == last)
+    """The chunks analysed (each gets its own rate factors; the others the rung's): one in every
+    `analyse_every`, spread over the title: from each equal part of it, its longest chunk,
+    nearest the part's middle (a short tail chunk is a poor sample of a title)."""
+    chunks = plan.chunks
+    parts = max(1, -(-len(chunks) // max(1, config.auto.analyse_every)))
+    chosen = []
+    for part in range(parts):
+        low, high = part * len(chunks) / parts, (part + 1) * len(chunks) / parts
+        members = [c for c in chunks if low <= c.index + 0.5 < high]
+        middle = (low + high) / 2
+        longest = max(_length(c) for c in members)
+        chosen.append(min((c for c in members if _length(c) >= longest - 1e-6), key=lambda c: abs(c.index + 0.5 - middle)))
+    return tuple(chosen)
+
+
+def _length(chunk: Chunk) -> float:
+    return (chunk.end_s if chunk.end_s is not None else float("inf")) - chunk.start_s
 
 
 def fit(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses: list[ChunkAnalysis], *,
@@ -110,6 +125,29 @@ def encode_chunk(
     return encode_stage.encode_chunk(
         source, chunk, plan.renditions, info, config, scratch=scratch, output=output, prefix=prefix,
         rates=plan.rates_for(chunk.index) if plan.rates else None,
+    )
+
+
+plan_rework = rework.plan_rework
+apply_rework = rework.apply_rework
+
+
+def rework_chunk(
+    source: Source,
+    chunk: Chunk,
+    info: SourceInfo,
+    plan: JobPlan,
+    config: PipelineConfig,
+    chunk_rework: ChunkRework,
+    *,
+    scratch: Path,
+    output: ObjectStore,
+    prefix: str = "",
+) -> ChunkResult:
+    """Encode the reworked rungs of one chunk again (video only), over its earlier segments."""
+    return encode_stage.encode_chunk(
+        source, chunk, chunk_rework.renditions(plan), info, config, scratch=scratch, output=output, prefix=prefix,
+        rates=chunk_rework.rates(), video_only=True,
     )
 
 
