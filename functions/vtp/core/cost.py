@@ -142,7 +142,12 @@ def job_cost(
         fit_s = stages.fit.wall_s if stages.fit else 0.0
     analysed = stages.analyse.chunks if stages.analyse else 0
     fitted = 1 if stages.fit else 0
-    invocations = 2 + sum(1 + bar.attempt for bar in chunks) + analysed + fitted
+    # A fitted ladder's rework: its planning step (the ladder function) reads every chunk's
+    # result and writes the rework map's items; each item is an encoder run and its result.
+    rework = stages.rework.sum if stages.rework else StageFigures()
+    reworked = stages.rework.chunks if stages.rework else 0
+    rework_s = rework.cpu_s / (memory["encode"] / LAMBDA_MB_PER_VCPU) if local else rework.wall_s
+    invocations = 2 + sum(1 + bar.attempt for bar in chunks) + analysed + 2 * fitted + reworked
     lines = [
         _line("Lambda splitter", split_s * memory["split"] / 1024, f"GB-s at {memory['split']} MB", prices.lambda_gb_s),
         _line("Lambda encoders", encode_s * memory["encode"] / 1024, f"GB-s at {memory['encode']} MB", prices.lambda_gb_s),
@@ -151,21 +156,26 @@ def job_cost(
                  prices.lambda_gb_s),
            _line("Lambda ladder fit", fit_s * memory["fit"] / 1024, f"GB-s at {memory['fit']} MB", prices.lambda_gb_s)]
           if analysed else []),
+        *([_line("Lambda rework encodes", rework_s * memory["encode"] / 1024, f"GB-s at {memory['encode']} MB",
+                 prices.lambda_gb_s)] if fitted else []),
         _line("Lambda requests", invocations, "invocations", prices.lambda_request),
-        # The analysis map, its items, and the fit (a fitted ladder).
-        _line("Step Functions", MAIN_TRANSITIONS + sum(1 + bar.attempt for bar in chunks) + (analysed + 2 if analysed else 0),
+        # The analysis map, its items, and the fit; the rework's plan, its choice, its map and items.
+        _line("Step Functions", MAIN_TRANSITIONS + sum(1 + bar.attempt for bar in chunks) + (analysed + 2 if analysed else 0)
+              + 2 * fitted + (reworked + 1 if reworked else 0),
               "state transitions", prices.sfn_transition),
-        # The analysis map's items, each analysis result, and the fitted job.json.
-        _line("S3 PUT requests", _puts(stages, chunk_figures, len(chunks), report_objects) + (analysed + 2 if analysed else 0),
-              "requests", prices.s3_put),
-        _line("S3 GET requests", _gets(stages, chunk_figures, len(chunks)), "requests", prices.s3_get),
+        # The analysis map's items, each analysis result, and the fitted job.json; the rework's
+        # items, its segments and each reworked result.
+        _line("S3 PUT requests", _puts(stages, chunk_figures, len(chunks), report_objects) + (analysed + 2 if analysed else 0)
+              + fitted + rework.objects_written + reworked, "requests", prices.s3_put),
+        _line("S3 GET requests", _gets(stages, chunk_figures, len(chunks)) + fitted * len(chunks)
+              + rework.requests - rework.objects_written + reworked, "requests", prices.s3_get),
         _line("S3 storage, one month", stored_bytes / 1e9, "GB-month", prices.s3_gb_month),
         _line("DynamoDB writes", 3 + len(chunks), "write request units", prices.dynamodb_write),
         _line("EventBridge", 1, "events", prices.eventbridge_event),
     ]
     mediaconvert, basis = _mediaconvert(renditions, frame_rate, prices)
     cpu_s = stages.split.cpu_s + chunk_figures.cpu_s + stages.merge.cpu_s + \
-        (stages.analyse.sum.cpu_s if stages.analyse else 0.0) + (stages.fit.cpu_s if stages.fit else 0.0)
+        (stages.analyse.sum.cpu_s if stages.analyse else 0.0) + (stages.fit.cpu_s if stages.fit else 0.0) + rework.cpu_s
     note = region_note + (
         "Local job: CPU-seconds on this machine; the AWS lines estimate the same work on the stack's default "
         "memory sizes (a stage's CPU-seconds over the vCPUs its memory buys)."

@@ -74,16 +74,13 @@ class SegmentFacts:
     frames: int
     bytes: int
     keyframe_first: bool = True
-    # The segment's largest keyframe: a cap on the segment's peak (vtp.core.rework) must leave
-    # the encoder's buffer room for it, or the keyframe, and every frame after it, starves.
-    key_bytes: int = 0
 
     def to_list(self) -> list[int]:
-        return [self.start, self.frames, self.bytes, int(self.keyframe_first), self.key_bytes]
+        return [self.start, self.frames, self.bytes, int(self.keyframe_first)]
 
     @classmethod
     def from_list(cls, values: list[int]) -> "SegmentFacts":
-        return cls(values[0], values[1], values[2], bool(values[3]), values[4] if len(values) > 4 else 0)
+        return cls(values[0], values[1], values[2], bool(values[3]))
 
 
 @dataclass(frozen=True)
@@ -733,9 +730,7 @@ def _segments(
         samples = [s for fragment in group for s in fragment.samples]
         first = min(samples, key=lambda s: s.presentation)
         payloads.append(b"".join(track.data[f.start : f.end] for f in group))
-        keys = [s.size for s in samples if s.sync]
-        facts.append(SegmentFacts(first.presentation, len(samples), len(payloads[-1]), group[0].samples[0].sync,
-                                  max(keys, default=0)))
+        facts.append(SegmentFacts(first.presentation, len(samples), len(payloads[-1]), group[0].samples[0].sync))
     last_end = max(s.presentation + s.duration for s in track.samples)
     end = end_frame if end_frame is not None else last_end
     return (

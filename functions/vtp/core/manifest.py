@@ -99,13 +99,16 @@ class Stages:
     # A fitted ladder's analysis (one task per chunk, before the encoders) and the fitting.
     analyse: EncodeFigures | None = None
     fit: StageFigures | None = None
+    # A fitted ladder's rework: the chunk-rungs encoded again after the encode map.
+    rework: EncodeFigures | None = None
 
     @property
     def critical_path_s(self) -> float:
         """Split, the analysis map and the fit (a fitted ladder), then the encode map (audio is
-        encoded inside the chunk encoders), then the merge."""
+        encoded inside the chunk encoders), the rework map, then the merge."""
         analysis = (self.analyse.span_s if self.analyse else 0.0) + (self.fit.wall_s if self.fit else 0.0)
-        return self.split.wall_s + analysis + (self.encode.span_s if self.encode else 0.0) + self.merge.wall_s
+        rework = self.rework.span_s if self.rework else 0.0
+        return self.split.wall_s + analysis + (self.encode.span_s if self.encode else 0.0) + rework + self.merge.wall_s
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +118,7 @@ class Stages:
             "merge": self.merge.to_dict(),
             "analyse": self.analyse.to_dict() if self.analyse else None,
             "fit": self.fit.to_dict() if self.fit else None,
+            "rework": self.rework.to_dict() if self.rework else None,
             "critical_path_s": round(self.critical_path_s, 3),
             "total_s": round(self.total_s, 3),
         }
@@ -127,7 +131,8 @@ class Stages:
         return cls(StageFigures.from_dict(data["split"]), encode, StageFigures.from_dict(data["merge"]),
                    data["total_s"], audio_figures,
                    EncodeFigures.from_dict(data["analyse"]) if data.get("analyse") else None,
-                   StageFigures.from_dict(data["fit"]) if data.get("fit") else None)
+                   StageFigures.from_dict(data["fit"]) if data.get("fit") else None,
+                   EncodeFigures.from_dict(data["rework"]) if data.get("rework") else None)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from vtp.core.manifest import (
 from vtp.core.plan import JobPlan, Rendition
 from vtp.core.probe import SourceInfo
 from vtp.core.quality import rung_quality, sampling_note, sampling_stride
+from vtp.core.rework import rework_summary
 from vtp.core.storage import ObjectStore
 from vtp.core.timeline import job_timeline
 
@@ -332,7 +333,8 @@ def publish(
     poster = next((r.poster for r in results if r.poster), None)
     fit_figures, fit_started_at, fit_worker = fit_step(plan)
     figures = Stages(split=split, encode=encode, merge=merge, total_s=time.time() - started_at,
-                     audio=_audio_figures(results), analyse=analysis_figures(analyses), fit=fit_figures)
+                     audio=_audio_figures(results), analyse=analysis_figures(analyses), fit=fit_figures,
+                     rework=_rework_figures(results))
     clock = job_timeline(started_at=started_at, split=split, results=results, merge=merge,
                          merge_started_at=merge_started_at, split_worker=split_worker, merge_worker=merge_worker,
                          split_cold_start=split_cold_start, merge_cold_start=merge_cold_start,
@@ -368,16 +370,25 @@ def publish(
         where=where,
         timeline=clock,
         cost=cost.to_dict(),
-        ladder=ladder_summary(plan, config),
+        ladder=ladder_summary(plan, config, results),
     )
 
 
-def ladder_summary(plan: JobPlan, config: PipelineConfig) -> dict[str, Any]:
-    """The manifest's `ladder`: how the rungs were chosen."""
+def ladder_summary(plan: JobPlan, config: PipelineConfig, results: list[ChunkResult]) -> dict[str, Any]:
+    """The manifest's `ladder`: how the rungs were chosen, and what was encoded again."""
     if plan.fit is None:
         reason = "" if config.ladder_mode is LadderMode.FIXED else " (no quality scorer to fit one with)"
         return {"mode": "fixed", "note": f"the same rungs for every title{reason}"}
-    return plan.fit
+    return {**plan.fit, "rework": rework_summary(results)}
+
+
+def _rework_figures(results: list[ChunkResult]) -> EncodeFigures | None:
+    reworked = [r for r in results if r.rework_figures]
+    if not reworked:
+        return None
+    figures = [r.rework_figures for r in reworked if r.rework_figures]
+    span = max(r.rework_ended_at for r in reworked) - min(r.rework_started_at for r in reworked)
+    return EncodeFigures(len(figures), sum(figures, StageFigures()), StageFigures.peak(figures), span)
 
 
 def fit_step(plan: JobPlan) -> tuple[StageFigures | None, float | None, str]:

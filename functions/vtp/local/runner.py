@@ -144,6 +144,11 @@ def run_job(
             for chunk in ordered
         ]
         results = stages.run_all(pool, jobs, on_done=chunk_finished)
+        reworks = stages.plan_rework(plan, results, config)
+        if reworks:
+            stage = "rework"
+            _update(store, job_id, stage="rework")
+            results = _rework(pool, source, info, plan, config, reworks, results, scratch, output, progress)
 
         stage = "merge"
         _update(store, job_id, stage="merge")
@@ -203,6 +208,23 @@ def _analyse(pool, source, info, plan, config: PipelineConfig, scratch: Path, pr
         for chunk in chunks
     ]
     return stages.run_all(pool, jobs, on_done=lambda result: progress.advance("analyse"))
+
+
+def _rework(pool, source, info, plan, config: PipelineConfig, reworks, results: list[ChunkResult], scratch: Path,
+            output: FolderStore, progress: Progress) -> list[ChunkResult]:
+    """The rework map, on the worker pool: each chunk's missed rungs encoded again, applied to its result."""
+    progress.stage("rework", len(reworks))
+    by_index = {r.index: r for r in results}
+    chunks = {c.index: c for c in plan.chunks}
+    jobs = [
+        (lambda w=work: stages.apply_rework(by_index[w.index], stages.rework_chunk(
+            source, chunks[w.index], info, plan, config, w, scratch=scratch / f"rework_{chunks[w.index].name}",
+            output=output), w))
+        for work in reworks
+    ]
+    for redone in stages.run_all(pool, jobs, on_done=lambda result: progress.advance("rework")):
+        by_index[redone.index] = redone
+    return [by_index[r.index] for r in results]
 
 
 class _Launches:
