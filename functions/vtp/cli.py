@@ -166,7 +166,8 @@ def report_complete(out, job_id: str, folder: Path, manifest: Manifest, wall_s: 
                f"({stages.analyse.sum.cpu_s:.1f} CPU-s), fit {stages.fit.wall_s:.2f} s, "
                if stages.analyse is not None and stages.fit is not None else "")
             + f"encode {stages.encode.span_s:.1f} s over {stages.encode.chunks} chunks, "
-            f"merge {stages.merge.wall_s:.2f} s; critical path {stages.critical_path_s:.1f} s",
+            + _rework_text(manifest.ladder, stages)
+            + f"merge {stages.merge.wall_s:.2f} s; critical path {stages.critical_path_s:.1f} s",
             highlight=False, soft_wrap=True,
         )
     cost = manifest.cost or {}
@@ -379,3 +380,18 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _rework_text(ladder: dict | None, stages) -> str:
+    """'rework 8.4 s (2 chunk-rungs: VMAF under target 2, peaks 0), ': what a fitted ladder encoded again."""
+    rework = (ladder or {}).get("rework")
+    if not rework:
+        return ""
+    if not rework["chunk_rungs"]:
+        return "rework none, "
+    items = rework["items"]
+    quality = sum("VMAF" in item["reason"] for item in items)
+    peaks = sum("segment at" in item["reason"] for item in items)
+    span = stages.rework.span_s if stages.rework else 0.0
+    return (f"rework {span:.1f} s ({rework['chunk_rungs']} chunk-rungs encoded again: {quality} for quality, "
+            f"{peaks} for peaks), ")

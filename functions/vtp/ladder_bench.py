@@ -117,6 +117,11 @@ class LadderJob:
         return stages_.analyse.sum.cpu_s if stages_ and stages_.analyse else 0.0
 
     @property
+    def rework_cpu_s(self) -> float:
+        stages_ = self.manifest.stages
+        return stages_.rework.sum.cpu_s if stages_ and stages_.rework else 0.0
+
+    @property
     def total_bytes(self) -> int:
         return sum(r.size_bytes for r in self.rungs)
 
@@ -124,6 +129,7 @@ class LadderJob:
         return {
             "job_id": self.job_id, "wall_s": round(self.wall_s, 2), "total_bytes": self.total_bytes,
             "encode_cpu_s": round(self.encode_cpu_s, 2), "analysis_cpu_s": round(self.analysis_cpu_s, 2),
+            "rework_cpu_s": round(self.rework_cpu_s, 2),
             "encoder_quality_cpu_s": round(self.quality_cpu_s, 2), "rungs": [r.to_dict() for r in self.rungs],
         }
 
@@ -398,18 +404,26 @@ def summarise(title: str, info: SourceInfo, fixed: LadderJob, auto: LadderJob, s
         "encode_cpu_without_quality_s": round(without_quality, 2),
         "analysis_share_without_quality": _ratio(auto.analysis_cpu_s, without_quality),
         "fixed_encode_cpu_s": round(fixed.encode_cpu_s, 2),
-        "auto_over_fixed_cpu": _ratio(auto.analysis_cpu_s + encode_cpu, fixed.encode_cpu_s),
+        "rework_cpu_s": round(auto.rework_cpu_s, 2),
+        "rework_share": _ratio(auto.rework_cpu_s, encode_cpu),
+        "auto_over_fixed_cpu": _ratio(auto.analysis_cpu_s + encode_cpu + auto.rework_cpu_s, fixed.encode_cpu_s),
     }
     pairs = []
-    for rung in fixed.rungs:
-        match = next((r for r in auto.rungs if (r.width, r.height) == (rung.width, rung.height)), None)
+    for rank, rung in enumerate(fixed.rungs):
+        # Rung for rung, from the top (the fitted ladder's may be of another size), and what
+        # a player limited to the fixed rung's bit rate gets from the fitted ladder instead.
+        match = auto.rungs[rank] if rank < len(auto.rungs) else None
+        within = max((r for r in auto.rungs if r.kbps <= rung.kbps), key=lambda r: r.vmaf_mean, default=None)
         pairs.append({
-            "size": rung.size, "fixed": rung.name, "fixed_bytes": rung.size_bytes, "fixed_kbps": rung.kbps,
-            "fixed_vmaf": rung.vmaf_mean,
-            "auto": match.name if match else None, "auto_bytes": match.size_bytes if match else None,
+            "rank": rank + 1, "fixed": rung.name, "fixed_size": rung.size, "fixed_bytes": rung.size_bytes,
+            "fixed_kbps": rung.kbps, "fixed_vmaf": rung.vmaf_mean,
+            "auto": match.name if match else None, "auto_size": match.size if match else None,
+            "auto_bytes": match.size_bytes if match else None,
             "auto_kbps": match.kbps if match else None, "auto_vmaf": match.vmaf_mean if match else None,
             "bytes_ratio": _ratio(match.size_bytes, rung.size_bytes) if match else None,
             "vmaf_delta": round(match.vmaf_mean - rung.vmaf_mean, 3) if match else None,
+            "auto_within_rate": within.name if within else None,
+            "auto_within_rate_vmaf": within.vmaf_mean if within else None,
         })
     notes = [f"{job.mode} rung {r.name}: {r.frames} frames, the source {scoring['frames']}"
              for job in (fixed, auto) for r in job.rungs if r.frames != scoring["frames"]]
@@ -475,20 +489,23 @@ def print_report(report: dict[str, Any], console) -> None:
         f"analysis CPU: {cpu['analysis_cpu_s']:.1f} s = {_percent(cpu['analysis_share'])} of the encode's "
         f"{cpu['encode_cpu_s']:.1f} s; {_percent(cpu['analysis_share_without_quality'])} of "
         f"{cpu['encode_cpu_without_quality_s']:.1f} s without the encoders' quality scoring",
-        f"auto job (analysis + encode) / fixed job's encode ({cpu['fixed_encode_cpu_s']:.1f} s) CPU: "
+        f"rework CPU (rungs encoded again): {cpu['rework_cpu_s']:.1f} s = {_percent(cpu['rework_share'])} of the encode's",
+        f"auto job (analysis + encode + rework) / fixed job's encode ({cpu['fixed_encode_cpu_s']:.1f} s) CPU: "
         f"{_number(cpu['auto_over_fixed_cpu'], '{:.3f}')}",
     ]
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)
-    pairs = Table(title="each fixed rung and the fitted rung of the same size")
-    for column in ("WxH", "fixed", "fixed bytes", "fixed VMAF", "auto", "auto bytes", "auto VMAF", "bytes auto/fixed",
-                   "VMAF auto-fixed"):
+    pairs = Table(title="each fixed rung and the fitted rung of the same rank; the fitted ladder within the fixed rung's rate")
+    for column in ("rank", "fixed", "fixed kbit/s", "fixed VMAF", "auto", "auto kbit/s", "auto VMAF", "bytes auto/fixed",
+                   "VMAF auto-fixed", "auto within rate", "its VMAF"):
         pairs.add_column(column, justify="right")
     for pair in report["pairs"]:
         pairs.add_row(
-            pair["size"], pair["fixed"], f"{pair['fixed_bytes']:,}", f"{pair['fixed_vmaf']:.2f}", pair["auto"] or "-",
-            _number(pair["auto_bytes"], "{:,}"), _number(pair["auto_vmaf"], "{:.2f}"),
+            str(pair["rank"]), f"{pair['fixed']} {pair['fixed_size']}", f"{pair['fixed_kbps']:.0f}",
+            f"{pair['fixed_vmaf']:.2f}", f"{pair['auto']} {pair['auto_size']}" if pair["auto"] else "-",
+            _number(pair["auto_kbps"], "{:.0f}"), _number(pair["auto_vmaf"], "{:.2f}"),
             _number(pair["bytes_ratio"], "{:.3f}"), _number(pair["vmaf_delta"], "{:+.2f}"),
+            pair["auto_within_rate"] or "-", _number(pair["auto_within_rate_vmaf"], "{:.2f}"),
         )
     console.print(pairs)
     for note in report["notes"]:

@@ -25,13 +25,13 @@ from vtp.aws.pipeline import (
     start_job,
 )
 from vtp.core import stages
-from vtp.core.config import LadderMode, PipelineConfig
+from vtp.core.config import AutoLadder, LadderMode, PipelineConfig
 from vtp.core.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample_media" / "big_buck_bunny_720p_16s.mp4"  # 1280x720, 16.4 s, audio
-# Chunks of 8 s: two chunks (and two analysis items); ultrafast keeps the encodes short.
-AUTO = PipelineConfig(ladder_mode=LadderMode.AUTO, preset="ultrafast", chunk_s=8.0)
+# Chunks of 8 s: two chunks, each analysed (two analysis items); ultrafast keeps the encodes short.
+AUTO = PipelineConfig(ladder_mode=LadderMode.AUTO, preset="ultrafast", chunk_s=8.0, auto=AutoLadder(analyse_every=1))
 
 aws = test_handlers.aws  # the moto server fixture (module scope: one server for this module)
 

@@ -98,10 +98,14 @@ def test_bench_ladder_compare_end_to_end(tmp_path: Path) -> None:
     cpu = report["cpu"]
     assert cpu["analysis_cpu_s"] > 0 and 0 < cpu["analysis_share"] < 10
     assert 0 < cpu["encode_cpu_without_quality_s"] < cpu["encode_cpu_s"]
-    assert [p["fixed"] for p in report["pairs"]] == ["480p", "360p"]
+    assert [(p["rank"], p["fixed"]) for p in report["pairs"]] == [(1, "480p"), (2, "360p")]
     for pair in report["pairs"]:
         if pair["auto"] is not None:
-            assert pair["bytes_ratio"] > 0 and pair["auto_vmaf"] is not None
+            match = auto["rungs"][pair["rank"] - 1]
+            assert (pair["auto"], pair["auto_vmaf"]) == (match["name"], match["vmaf_mean"])
+            assert pair["bytes_ratio"] == pytest.approx(match["size_bytes"] / pair["fixed_bytes"], abs=1e-3)
+        within = [r for r in auto["rungs"] if r["kbps"] <= pair["fixed_kbps"]]
+        assert pair["auto_within_rate_vmaf"] == (max(r["vmaf_mean"] for r in within) if within else None)
     # The BD-rate: defined where both ladders have two rungs that gain quality over a common
     # VMAF range (the fitted ladder's rungs are still being tuned), and then what bd_rate gives.
     points = {mode: [(r["kbps"], r["vmaf_mean"]) for r in report["ladders"][mode]["rungs"]] for mode in ("fixed", "auto")}
@@ -119,7 +123,8 @@ def test_bench_ladder_compare_end_to_end(tmp_path: Path) -> None:
     text = console.export_text()
     for expected_text in ("fixed ladder", "fitted ladder (auto)", "VMAF p5", "peak/avg", "target VMAF",
                           "total bytes auto / fixed", "BD-rate (VMAF) of auto against fixed", "analysis CPU",
-                          "without the encoders' quality scoring", "every 3rd frame", "854x480", "640x360"):
+                          "without the encoders' quality scoring", "rework CPU", "every 3rd frame", "854x480", "640x360",
+                          "same rank"):
         assert expected_text in text, expected_text
 
     # The refusals:

@@ -98,7 +98,9 @@ def analysis_chunks(plan: JobPlan, config: PipelineConfig) -> tuple[Chunk, ...]:
 
 
 def _length(chunk: Chunk) -> float:
-    return (chunk.end_s if chunk.end_s is not None else float("inf")) - chunk.start_s
+    """A chunk's length; the last one's is not in the plan (it runs to the end): counted as none,
+    so a longer title's tail chunk is analysed only where it is the whole part."""
+    return chunk.end_s - chunk.start_s if chunk.end_s is not None else 0.0
 
 
 def fit(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses: list[ChunkAnalysis], *,

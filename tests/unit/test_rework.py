@@ -1,0 +1,141 @@
+"""The rework after the encode map (vtp.core.rework) on chunk facts given by hand: which
+chunk-rungs are encoded again, at which rate factor and cap, and what the result then says.
+(The rework's encodes, with real ffmpeg, are covered by the runner, quality and benchmark
+tests.) Also the fit's choices that feed it: a size holding two rungs, the fixed ladder's
+quality as a floor, and the analysed chunks spread over the title."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.unit.test_ladder_fit import CHUNKS, TITLE, analysis, points, source
+
+from vtp.core import stages
+from vtp.core.config import AutoLadder, PipelineConfig
+from vtp.core.encode import ChunkResult, SegmentFacts, Thumbnails, TrackFacts
+from vtp.core.ladder import Curve, fit_ladder
+from vtp.core.manifest import StageFigures
+from vtp.core.plan import Chunk, ChunkRates, ChunkRework, JobPlan, Rendition, RungRework
+from vtp.core.quality import RungScores
+from vtp.core.rework import plan_rework, rework_summary
+
+CONFIG = PipelineConfig()
+SCALE = 90000
+CURVE = [[18.0, 4000.0, 96.0], [26.0, 2000.0, 90.0], [34.0, 1000.0, 80.0]]  # 1 VMAF per step near 22-26
+
+
+def fitted_plan(target: float = 87.0, crf: float = 24.0) -> JobPlan:
+    rung = Rendition("720p", 1280, 720, 2000, crf, target_vmaf=target, maxrate_kbps=3000, bufsize_kbps=4000)
+    fit = {"mode": "auto", "rungs": [{"name": "720p", "size": "720p"}], "curves": {"720p": CURVE}}
+    chunks = tuple(Chunk(i, 12.0 * i, 12.0 * (i + 1), None) for i in range(4))
+    return JobPlan((rung,), chunks, fit=fit)
+
+
+def result(index: int, segment_kbits: tuple[float, ...], vmaf: float, crf: float = 24.0) -> ChunkResult:
+    """A chunk of 4 s segments whose sizes give those rates, and its scored frames."""
+    starts = [(3 * index + k) * 4 * SCALE for k in range(len(segment_kbits))]
+    segments = tuple(SegmentFacts(start, 100, round(kbps * 1000 * 4 / 8)) for start, kbps in zip(starts, segment_kbits))
+    track = TrackFacts(SCALE, "sha", "avc1.64001f", segments, starts[-1] + 4 * SCALE)
+    return ChunkResult(
+        index=index, start_s=12.0 * index, end_s=12.0 * (index + 1), video={"720p": track}, audio=None,
+        thumbnails=Thumbnails(None, (), 160, 0), poster=None, next_frame=None, frames_decoded=300, preroll_s=0.0,
+        figures=StageFigures(wall_s=10.0, cpu_s=20.0), quality={"720p": RungScores((vmaf,) * 5, (40.0,) * 5, (0.98,) * 5)},
+        rates=ChunkRates(index, {"720p": crf}, "chunk"),
+    )
+
+
+def test_a_fixed_ladder_or_a_rung_on_its_target_without_peaks_is_left_alone():
+    even = [result(i, (2000, 2100, 1900), 88.0) for i in range(4)]
+    assert plan_rework(fitted_plan(), even, CONFIG) == ()
+    assert plan_rework(JobPlan(fitted_plan().renditions, fitted_plan().chunks), even, CONFIG) == ()
+
+
+def test_a_chunk_whose_segment_peaks_is_encoded_again_at_a_higher_rate_factor():
+    results = [result(i, (2000, 2000, 2000), 90.0) for i in range(3)] + [result(3, (2000, 4000, 2000), 90.0, crf=25.0)]
+    [rework] = plan_rework(fitted_plan(), results, CONFIG)
+    [rung] = rework.rungs
+    assert rework.index == 3 and rung.name == "720p"
+    # The average once capped: 12 segments, the peak held to 1.35x it: a = (22,000 + 1.35 a) / 12.
+    average = 22000 / (12 - 1.35)
+    assert rung.reason == f"a segment at {4000 / average:.2f}x the rung's average"
+    # The rate factor that scales 4,000 to 1.35x the average on the curve (8 steps halve the
+    # rate): 25 + 8 log2(4000 / (1.35 a)), to a tenth.
+    assert rung.crf == pytest.approx(25.0 + 8 * math.log2(4000 / (1.35 * average)), abs=0.11)
+    assert rung.maxrate_kbps == math.ceil(1.5 * average) and rung.bufsize_kbps == math.ceil(2 * average)
+
+
+def test_a_rung_under_its_target_is_encoded_again_in_every_chunk_by_the_curves_step():
+    results = [result(i, (2000, 2100, 1900), 84.0, crf=23.0 + i) for i in range(4)]
+    reworks = plan_rework(fitted_plan(target=87.0), results, CONFIG)
+    assert [r.index for r in reworks] == [0, 1, 2, 3]
+    # 87 + 1.5 - 84 = 4.5 VMAF at 0.75 a step about CRF 24 (90 at 26, 96 at 18): 6 steps lower.
+    assert [r.rungs[0].crf for r in reworks] == pytest.approx([17.0, 18.0, 19.0, 20.0])
+    assert all(r.rungs[0].reason == "VMAF 84.0 under its target 87" for r in reworks)
+    # Its cap grows with the rate the curve gives the lower factor.
+    curve = Curve(*(tuple(p[k] for p in CURVE) for k in range(3)))
+    ratio = curve.kbps_at(18.0) / curve.kbps_at(24.0)
+    assert reworks[0].rungs[0].maxrate_kbps == math.ceil(1.5 * 2000 * ratio)
+
+
+def test_cutting_peaks_that_would_take_the_rung_under_its_target_lowers_every_chunk():
+    results = [result(i, (2000, 2000, 2000), 87.6) for i in range(3)] + [result(3, (2000, 6000, 2000), 87.6)]
+    reworks = plan_rework(fitted_plan(target=87.0), results, CONFIG)
+    assert [r.index for r in reworks] == [0, 1, 2, 3]
+    peak = reworks[3].rungs[0]
+    assert "segment at" in peak.reason and "once its peaks are cut" in peak.reason
+    assert peak.crf > reworks[0].rungs[0].crf  # still the highest factor: its peak comes down
+
+
+def test_the_rework_is_applied_to_the_chunks_result_and_kept_in_it():
+    original = result(0, (2000, 4000, 2000), 90.0)
+    redo = result(0, (1500, 2600, 1500), 88.0, crf=27.0)
+    work = ChunkRework(0, (RungRework("720p", 27.0, 3100, 4200, "a segment at 1.9x the rung's average"),))
+    applied = stages.apply_rework(original, redo, work)
+    assert applied.video["720p"].bytes == redo.video["720p"].bytes
+    assert applied.quality["720p"].vmaf == (88.0,) * 5
+    assert applied.rates.crf == {"720p": 27.0} and applied.rates.basis == "chunk"
+    assert applied.rework == work and applied.rework_figures == redo.figures
+    assert ChunkResult.from_dict(applied.to_dict()) == applied
+    summary = rework_summary([applied, result(1, (2000,), 90.0)])
+    assert summary["chunk_rungs"] == 1 and summary["items"][0]["chunk"] == 0 and summary["cpu_s"] == 20.0
+    # The encode's renditions for it: the rung with this chunk's cap.
+    plan = fitted_plan()
+    [rendition] = work.renditions(plan)
+    assert (rendition.crf, rendition.maxrate_kbps, rendition.bufsize_kbps) == (27.0, 3100, 4200)
+    assert work.rates() == ChunkRates(0, {"720p": 27.0}, "rework")
+
+
+def test_a_size_can_hold_two_rungs_where_it_is_the_cheapest_way_to_a_lower_target():
+    # A screen recording: its own size stays cheap; scaled down it costs more than at 1080p.
+    screen = [
+        *points("1080p", (400, 200, 100), (99, 95, 88)),
+        *points("720p", (900, 450, 225), (92, 84, 74)),
+        *points("480p", (500, 250, 125), (80, 72, 62)),
+        *points("360p", (300, 150, 75), (70, 60, 50)),
+    ]
+    plan = fit_ladder(source(), JobPlan((), CHUNKS), CONFIG, [analysis(0, screen)])
+    names = [r.name for r in plan.renditions]
+    assert names[:2] == ["1080p", "1080p-2"]
+    assert plan.fit["rungs"][1]["size"] == "1080p" and plan.renditions[1].height == 1080
+    assert len(set(names)) == len(names)
+
+
+def test_no_rung_is_aimed_under_the_fixed_ladders_rung_of_its_rank():
+    fixed = (Rendition("1080p", 1920, 1080, 5000, 20), Rendition("720p", 1280, 720, 3000, 23))
+    plan = JobPlan(fixed, CHUNKS)
+    floored = fit_ladder(source(), plan, CONFIG, [analysis(0, TITLE)])
+    # TITLE's 1080p makes 96.5 at CRF 20, its 720p 88.25 at 23: over the targets 95 and 87.
+    assert [r["target_vmaf"] for r in floored.fit["rungs"][:2]] == [96.5, 88.25]
+    free = fit_ladder(source(), plan, PipelineConfig(auto=AutoLadder(at_least_fixed=False)), [analysis(0, TITLE)])
+    assert [r["target_vmaf"] for r in free.fit["rungs"][:2]] == [95.0, 87.0]
+
+
+@pytest.mark.parametrize(("count", "every", "expected"), [
+    (1, 3, [0]), (2, 3, [0]), (5, 3, [1, 3]), (6, 3, [1, 4]), (7, 2, [0, 2, 4, 5]), (9, 3, [1, 4, 7]),
+])
+def test_the_analysed_chunks_are_spread_over_the_title_and_skip_a_short_tail(count, every, expected):
+    chunks = tuple(Chunk(i, 12.0 * i, 12.0 * (i + 1) if i < count - 1 else None, None) for i in range(count))
+    config = PipelineConfig(auto=AutoLadder(analyse_every=every))
+    assert [c.index for c in stages.analysis_chunks(JobPlan((), chunks), config)] == expected
