@@ -70,13 +70,20 @@ def test_a_rung_under_its_target_is_encoded_again_in_every_chunk_by_the_curves_s
     results = [result(i, (2000, 2100, 1900), 84.0, crf=23.0 + i) for i in range(4)]
     reworks = plan_rework(fitted_plan(target=87.0), results, CONFIG)
     assert [r.index for r in reworks] == [0, 1, 2, 3]
-    # 87 + 1.5 - 84 = 4.5 VMAF at 0.75 a step about CRF 24 (90 at 26, 96 at 18): 6 steps lower.
-    assert [r.rungs[0].crf for r in reworks] == pytest.approx([17.0, 18.0, 19.0, 20.0])
-    assert all(r.rungs[0].reason == "VMAF 84.0 under its target 87" for r in reworks)
-    # Its cap grows with the rate the curve gives the lower factor.
+    # 87 + 1.5 - 84 = 4.5 VMAF, at 0.75 a step below CRF 26 (96 at 18, 90 at 26): 6 steps
+    # lower; about 26 itself, 1 a step (80 at 34): 4.5 steps.
+    assert [r.rungs[0].crf for r in reworks] == pytest.approx([17.0, 18.0, 19.0, 21.5])
+    assert all(r.rungs[0].reason == "VMAF 84.0 under its target 87, this chunk 84.0" for r in reworks)
+    # Its cap grows with the rate the curve gives each chunk's lower factor.
     curve = Curve(*(tuple(p[k] for p in CURVE) for k in range(3)))
-    ratio = curve.kbps_at(18.0) / curve.kbps_at(24.0)
-    assert reworks[0].rungs[0].maxrate_kbps == math.ceil(1.5 * 2000 * ratio)
+    ratios = [curve.kbps_at(crf - step) / curve.kbps_at(crf) for crf, step in ((23, 6), (24, 6), (25, 6), (26, 4.5))]
+    assert reworks[0].rungs[0].maxrate_kbps == math.ceil(1.5 * 2000 * sum(ratios) / 4)
+
+
+def test_only_the_chunks_under_the_aim_are_encoded_again_for_quality():
+    results = [result(0, (2000, 2000, 2000), 95.0), result(1, (2000, 2000, 2000), 79.0)]
+    [rework] = plan_rework(fitted_plan(target=87.0), results, CONFIG)
+    assert rework.index == 1 and rework.rungs[0].reason == "VMAF 87.0 under its target 87, this chunk 79.0"
 
 
 def test_cutting_peaks_that_would_take_the_rung_under_its_target_lowers_every_chunk():

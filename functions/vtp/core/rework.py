@@ -5,9 +5,9 @@ measure both, every segment's size and VMAF on sampled frames. Two misses are me
 by encoding again only the chunk-rungs concerned (one rung of one chunk is one rung's branch
 of that chunk's encode, no audio, no thumbnails):
 
-- **quality**: a rung whose measured VMAF is under its target (by the encoders' sampled
-  scores, within `quality_slack`) is encoded again in every chunk at a lower rate factor,
-  by what the title's curve says `quality_aim` above the target needs;
+- **quality**: where a rung's measured VMAF is under its target (by the encoders' sampled
+  scores, within `quality_slack`), each of its chunks under `quality_aim` above the target is
+  encoded again at a lower rate factor, by what the title's curve says it lacks;
 - **peaks**: a chunk whose segment peaks above `peak_limit` times the rung's average (the
   average it will have once the peaks are cut, found by iterating) is encoded again at the
   rate factor that brings that segment to `peak_aim` times it.
@@ -77,21 +77,31 @@ def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult]
         peak = max(s.bits / s.seconds for s in segments if s.chunk == index)
         raise_by[index] = _rate_step(curve, crfs[index], auto.peak_aim * average / peak)
         reasons[index] = f"a segment at {peak / average:.2f}x the rung's average"
-    lower_by, ratio = 0.0, 1.0
+    lower_by: dict[int, float] = {}
+    ratios = {index: 1.0 for index in crfs}
     measured = _measured_vmaf(results, rendition.name)
     target = rendition.target_vmaf
     if measured is not None and target is not None:
         slope = _slope(curve, rendition.crf)
         expected = measured - slope * sum(raise_by.get(i, 0.0) * lengths[i] for i in crfs) / seconds
         if expected < target + auto.quality_slack:
-            lower_by, ratio = _quality_step(curve, rendition.crf, target + auto.quality_aim - expected)
+            # Each chunk under the aim is lowered by what it lacks itself (a chunk well over the
+            # target is left as it is): chunk by chunk, in the spirit of shot-based encoding.
+            own = {r.index: _measured_vmaf([r], rendition.name) for r in results}
             why = f"VMAF {measured:.1f} under its target {target:g}" if measured < target + auto.quality_slack else \
                 f"VMAF {expected:.1f} once its peaks are cut, under its target {target:g}"
-            reasons = {index: "; ".join(filter(None, (reasons.get(index), why))) for index in crfs}
-    maxrate = max(1, math.ceil(auto.maxrate_ratio * average * ratio / 1000))
-    bufsize = max(1, math.ceil(auto.bufsize_ratio * average * ratio / 1000))
+            for index in crfs:
+                chunk = (own[index] if own[index] is not None else measured) - slope * raise_by.get(index, 0.0)
+                if chunk < target + auto.quality_aim:
+                    lower_by[index], ratios[index] = _quality_step(curve, crfs[index], target + auto.quality_aim - chunk)
+                    reasons[index] = "; ".join(filter(None, (reasons.get(index), f"{why}, this chunk {chunk:.1f}")))
+    # The rung's cap from its average as it will be (each chunk's bits scaled by its step).
+    average *= sum(s.bits * ratios[s.chunk] for s in segments) / max(sum(s.bits for s in segments), 1.0)
+    maxrate = max(1, math.ceil(auto.maxrate_ratio * average / 1000))
+    bufsize = max(1, math.ceil(auto.bufsize_ratio * average / 1000))
     return {
-        index: RungRework(rendition.name, round(max(MIN_CRF, crfs[index] + raise_by.get(index, 0.0) - lower_by), 1),
+        index: RungRework(rendition.name,
+                          round(max(MIN_CRF, crfs[index] + raise_by.get(index, 0.0) - lower_by.get(index, 0.0)), 1),
                           maxrate, bufsize, reason)
         for index, reason in sorted(reasons.items())
     }
