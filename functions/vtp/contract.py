@@ -71,6 +71,16 @@ EXECUTION_FAILURES = ("FAILED", "TIMED_OUT", "ABORTED")
 # The watchdog hands a job whose execution ended unnoticed to the failure path in the same shape.
 WATCHDOG_EVENT_SOURCE = "vtp.watchdog"
 
+# --- what the workflow tells the functions (their events) -------------------------------------
+# The ladder function's actions (event field ACTION_FIELD): fit the ladder after the analysis Map
+# (the default, no field), or plan the rework after the encode Map (a fitted ladder).
+ACTION_FIELD = "action"
+ACTION_FIT_LADDER = "fit_ladder"
+ACTION_PLAN_REWORK = "plan_rework"
+# An encoder event with this field (a rework Map item's ChunkRework) encodes those rungs again.
+REWORK_FIELD = "rework"
+REWORK_ITEMS = "rework_chunks.json"  # the rework Map's items, beside job.json
+
 # --- errors ---------------------------------------------------------------------------------
 # Raised by the functions for a problem of the input: the workflow never retries it.
 INPUT_ERROR = "InputError"

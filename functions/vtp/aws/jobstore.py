@@ -345,6 +345,23 @@ class DynamoJobStore:
                 raise JobNotRunning(job_id) from None
             raise
 
+    def clear_chunk_error(self, job_id: str, chunk: str) -> None:
+        """Remove a failure recorded by an earlier attempt of `chunk` (a rework's, say: no count).
+        JobNotRunning when the job is no longer RUNNING (failed or stopped meanwhile)."""
+        try:
+            self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET updated_at = :now REMOVE chunk_errors.#chunk",
+                ConditionExpression="#st = :running",
+                ExpressionAttributeNames={"#st": "status", "#chunk": chunk},
+                ExpressionAttributeValues={":now": now_iso(), ":running": RUNNING},
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise JobNotRunning(job_id) from None
+            if error.response["Error"]["Code"] != "ValidationException":  # a record without chunk_errors
+                raise
+
     def set_chunk_error(self, job_id: str, chunk: str, error: dict[str, str]) -> None:
         """Record why a chunk's encoder failed ({"code", "message"}). A failed Distributed Map
         tells the workflow only that too many children failed, so the failure path reads these."""

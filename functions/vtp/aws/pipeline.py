@@ -8,8 +8,12 @@ encode Map's items) in the work bucket, and for a fitted ladder `analysis_chunks
 `jobs/<job_id>/analysis/`; the ladder function fits the rungs and each chunk's rate
 factors from them and rewrites job.json with the fitted plan (the encoders read it); the
 encoders write their final segments straight to the output bucket under `<job_id>/` and
-keep their facts in `jobs/<job_id>/results/`; the merger reads those facts (and the
-analyses) and writes the playlists, the MPD, the thumbnail track and `manifest.json`, last.
+keep their facts in `jobs/<job_id>/results/`; for a fitted ladder the ladder function then
+plans the rework from those facts (`rework_chunks.json`, the rework Map's items) and each
+reworking encoder encodes its chunk's missed rungs again over their segments and keeps the
+chunk's applied facts in `jobs/<job_id>/reworked/` (its original facts stay as they were);
+the merger reads the facts (a chunk's reworked ones where there are some, and the analyses)
+and writes the playlists, the MPD, the thumbnail track and `manifest.json`, last.
 
 Who may change a job (each a conditional write on its record, vtp.aws.jobstore):
 
@@ -18,7 +22,8 @@ Who may change a job (each a conditional write on its record, vtp.aws.jobstore):
   is raised (the uploads queue delivers the upload again), an input's fault is handed to
   the failure function;
 * the ladder function (a fitted ladder) moves a RUNNING job from stage ``analyse`` to
-  ``encode``; the analysers, like the encoders, record a failed chunk's reason;
+  ``encode``, and after the encoders to ``rework`` when a chunk-rung is to be encoded again;
+  the analysers and the reworking encoders, like the encoders, record a failed chunk's reason;
 * the encoders count their chunks while the job is RUNNING (a chunk finished after the job
   failed or was stopped removes the partial output again);
 * the merger claims the outputs (``publishing``) and completes the job;
@@ -58,7 +63,7 @@ from vtp.core.jobstore import JobStatus
 from vtp.core.manifest import (
     MANIFEST, REPORT, JobTimeline, Manifest, StageFigures, Stages, epoch_of, failed_manifest, manifest_json,
 )
-from vtp.core.plan import Chunk, JobPlan
+from vtp.core.plan import Chunk, ChunkRework, JobPlan
 from vtp.core.probe import SourceInfo
 from vtp.core.source import Source, url_source
 from vtp.core.storage import ObjectStore
@@ -68,6 +73,8 @@ from vtp.report.page import PLAYER_FILES, report_files
 
 JOBS_PREFIX = "jobs"
 ANALYSIS_ITEMS = "analysis_chunks.json"  # the analysis Map's items, beside chunks.json
+REWORK_ITEMS = contract.REWORK_ITEMS  # the rework Map's items (a fitted ladder, after the encoders)
+REWORK_STAGE = "rework"
 FAULT_ENV = contract.ENV_FAULT_CHUNK
 SCRATCH_ENV = contract.ENV_SCRATCH
 URL_LIFETIME_S = 3600  # longer than any function's 15 minutes
@@ -359,10 +366,12 @@ def load_job(buckets: Buckets, job_id: str) -> JobDocument:
 
 
 @contextmanager
-def _chunk_task(store, buckets: Buckets, job: JobDocument, job_id: str, chunk: Chunk, scratch_name: str) -> Iterator[Path]:
-    """One chunk's task (an analyser or an encoder): a scratch folder, removed after; a failure
-    recorded on the job's record, an upload gone or replaced named so, and input problems
-    raised as InputError (the workflow does not retry them)."""
+def _chunk_task(store, buckets: Buckets, job: JobDocument, job_id: str, chunk: Chunk, scratch_name: str,
+                record_as: str | None = None) -> Iterator[Path]:
+    """One chunk's task (an analyser, an encoder or a rework): a scratch folder, removed after;
+    a failure recorded on the job's record (under `record_as`, else the chunk's name), an upload
+    gone or replaced named so, and input problems raised as InputError (the workflow does not
+    retry them)."""
     work = scratch_dir(scratch_name)
     try:
         try:
@@ -370,7 +379,7 @@ def _chunk_task(store, buckets: Buckets, job: JobDocument, job_id: str, chunk: C
         except PipelineError as error:
             _raise_for_workflow(_source_gone(error, buckets, job.source))
     except Exception as failure:
-        _record_chunk_error(store, job_id, chunk, _pipeline_error(failure))
+        _record_chunk_error(store, job_id, record_as or chunk.name, _pipeline_error(failure))
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -406,9 +415,9 @@ def fit_ladder(job_id: str, *, buckets: Buckets, store, invocation: Invocation =
     and each chunk's rate factors (`stages.fit`), written into job.json, which the encoders
     read (chunks.json holds only the chunks, which the fit does not change).
 
-    Idempotent: the fit depends only on the source, the chunks, the settings and the
-    analyses, so a retry fits the same plan; a job.json that already holds it is left as it
-    is (the first fit's figures stay)."""
+    Idempotent: a job.json that already holds a fitted plan (a retried fit) is left as it
+    is, the first fit's figures included. (Fitting again from it would not do: the fit
+    starts from the plan of the split, whose fixed rungs are its floors.)"""
     job_key = f"{job_prefix(job_id)}/job.json"
     job = load_job(buckets, job_id)
     wanted = stages.analysis_chunks(job.plan, job.config)
@@ -416,27 +425,17 @@ def fit_ladder(job_id: str, *, buckets: Buckets, store, invocation: Invocation =
     missing = sorted({c.index for c in wanted} - {a.index for a in analyses})
     if missing:
         raise PipelineError(ErrorCode.INTERNAL_ERROR, f"the analysis of chunks {missing} is missing: nothing to fit")
-    try:
-        fitted = stages.fit(job.info, job.plan, job.config, analyses, memory_mb=invocation.memory_mb,
-                            worker=invocation.request_id)
-    except PipelineError as error:
-        _raise_for_workflow(error)
-    if not _same_fit(job.plan, fitted):
+    fitted = job.plan
+    if job.plan.fit is None:
+        try:
+            fitted = stages.fit(job.info, job.plan, job.config, analyses, memory_mb=invocation.memory_mb,
+                                worker=invocation.request_id)
+        except PipelineError as error:
+            _raise_for_workflow(error)
         buckets.work.put_json(job_key, dataclasses.replace(job, plan=fitted).to_dict())
-    else:
-        fitted = job.plan
     _enter_stage(store, job_id, "encode")
     return {"job_id": job_id, "renditions": [r.name for r in fitted.renditions], "analysed": len(analyses),
             "wall_s": round((fitted.fit or {}).get("step", {}).get("wall_s", 0.0), 3)}
-
-
-def _same_fit(plan: JobPlan, fitted: JobPlan) -> bool:
-    """Whether `plan` already is the fitted plan (a retried fit): all but the step's figures."""
-    def without_step(p: JobPlan) -> Any:
-        # As job.json holds it (tuples as lists).
-        return json.loads(json.dumps({**p.to_dict(), "fit": {k: v for k, v in (p.fit or {}).items() if k != "step"}}))
-
-    return plan.fit is not None and without_step(plan) == without_step(fitted)
 
 
 def _enter_stage(store, job_id: str, stage: str) -> None:
@@ -484,6 +483,60 @@ def encode_chunk(
     return summary
 
 
+def plan_rework(job_id: str, *, buckets: Buckets, store, invocation: Invocation = Invocation()) -> dict[str, Any]:
+    """The ladder function's second action (a fitted ladder, after the encode Map): the chunks'
+    original facts -> the chunk-rungs to encode again (`stages.plan_rework`), written as the
+    rework Map's items (`rework_chunks.json`: [{"chunk": {...}, "rework": {...}}, ...]); the
+    job moves on to stage rework when there is any. Idempotent: the plan depends only on the
+    original facts, which the rework never changes, so a retry writes the same items."""
+    job = load_job(buckets, job_id)
+    results, _ = chunk_results(buckets, job, reworked=False)
+    missing = sorted({c.index for c in job.plan.chunks} - {r.index for r in results})
+    if missing:
+        raise PipelineError(ErrorCode.INTERNAL_ERROR, f"the facts of chunks {missing} are missing: no rework to plan")
+    reworks = stages.plan_rework(job.plan, results, job.config)
+    chunks = {chunk.index: chunk for chunk in job.plan.chunks}
+    key = f"{job_prefix(job_id)}/{REWORK_ITEMS}"
+    buckets.work.put_json(key, [{"chunk": chunks[r.index].to_dict(), "rework": r.to_dict()} for r in reworks])
+    if reworks:
+        _enter_stage(store, job_id, REWORK_STAGE)
+    return {"job_id": job_id, "rework_key": key, "items": len(reworks),
+            "chunk_rungs": sum(len(r.rungs) for r in reworks)}
+
+
+def rework_chunk(
+    job_id: str, chunk_item: dict[str, Any], rework_item: dict[str, Any], *, buckets: Buckets, store,
+    attempt: int = 0, invocation: Invocation = Invocation(),
+) -> dict[str, Any]:
+    """A reworking encoder (an item of the rework Map): the chunk's missed rungs encoded again
+    (video only) over their segments, then the chunk's original facts with those rungs applied
+    (`stages.apply_rework`) kept under its reworked key. The original facts are never touched,
+    so a retry applies to the same facts and overwrites the same outputs (idempotent)."""
+    chunk = Chunk.from_dict(chunk_item)
+    chunk_rework = ChunkRework.from_dict(rework_item)
+    job = load_job(buckets, job_id)
+    record_as = f"{chunk.name}-{REWORK_STAGE}"  # beside the chunk's encode, which succeeded
+    with _chunk_task(store, buckets, job, job_id, chunk, f"{job_id}-rework-{chunk.name}", record_as) as work:
+        original = ChunkResult.from_dict(buckets.work.get_json(result_key(job_id, chunk)))
+        redo = stages.rework_chunk(
+            buckets.input.source(job.source), chunk, job.info, job.plan, job.config, chunk_rework,
+            scratch=work, output=buckets.output, prefix=f"{job_id}/",
+        )
+    redo = dataclasses.replace(redo, figures=dataclasses.replace(redo.figures, memory_mb=invocation.memory_mb))
+    applied = stages.apply_rework(original, redo, chunk_rework)
+    buckets.work.put_json(reworked_key(job_id, chunk), applied.to_dict())
+    summary = {"chunk": chunk.index, "rungs": [r.name for r in chunk_rework.rungs],
+               "wall_s": round(redo.figures.wall_s, 3), "attempt": attempt}
+    if hasattr(store, "clear_chunk_error"):
+        try:
+            store.clear_chunk_error(job_id, record_as)  # an earlier attempt's, while the job runs
+        except JobNotRunning:
+            # The job failed or was stopped while this chunk ran: its partial output goes again.
+            remove_partial_output(buckets.output, job_id)
+            return {**summary, "discarded": True}
+    return summary
+
+
 def remove_partial_output(output, job_id: str) -> int:
     """Delete everything under <job_id>/ but the manifest and page (the failure path's FAILED ones)."""
     keep = {f"{job_id}/{MANIFEST}", f"{job_id}/{REPORT}"}
@@ -500,6 +553,11 @@ def result_key(job_id: str, chunk: Chunk) -> str:
     return f"{job_prefix(job_id)}/results/{chunk.name}.json"
 
 
+def reworked_key(job_id: str, chunk: Chunk) -> str:
+    """A reworked chunk's facts (its original ones, `result_key`, stay as the encoder wrote them)."""
+    return f"{job_prefix(job_id)}/reworked/{chunk.name}.json"
+
+
 def analysis_key(job_id: str, chunk: Chunk) -> str:
     return f"{job_prefix(job_id)}/analysis/{chunk.name}.json"
 
@@ -511,14 +569,14 @@ def _raise_for_workflow(error: PipelineError) -> None:
     raise error
 
 
-def _record_chunk_error(store, job_id: str, chunk: Chunk, error: PipelineError) -> None:
+def _record_chunk_error(store, job_id: str, chunk: str, error: PipelineError) -> None:
     """Keep a chunk's reason for the failure path: a failed Distributed Map reports only
     States.ExceedToleratedFailureThreshold, not its child's error. Best effort: the
     encoder's own error is what the workflow sees."""
     if not hasattr(store, "set_chunk_error"):
         return
     try:
-        store.set_chunk_error(job_id, chunk.name, error.to_dict())
+        store.set_chunk_error(job_id, chunk, error.to_dict())
     except Exception:  # noqa: BLE001 - never hide the encoder's own failure
         pass
 
@@ -534,14 +592,25 @@ def _source_gone(error: PipelineError, buckets: Buckets, source: SourceObject) -
     return PipelineError(ErrorCode.INPUT_NOT_FOUND, f"{source.uri} was {how} after the upload that started this job")
 
 
-def chunk_results(buckets: Buckets, job: JobDocument, *, workers: int = 16) -> tuple[list[ChunkResult], int]:
+def chunk_results(buckets: Buckets, job: JobDocument, *, reworked: bool = True,
+                  workers: int = 16) -> tuple[list[ChunkResult], int]:
     """Every encoder's facts (jobs/<job_id>/results/), read in parallel; and the bytes read.
+    With `reworked` (a fitted ladder), a chunk that the rework encoded again gives its applied
+    facts (jobs/<job_id>/reworked/) instead: the chunks that rework_chunks.json names.
 
     (The Distributed Map's own result writer is not used for this: LocalStack's writes no
     result files, and these keys are known without listing.)
     """
-    bodies = _read_all(buckets, [result_key(job.job_id, chunk) for chunk in job.plan.chunks], workers)
-    return [ChunkResult.from_dict(json.loads(body)) for body in bodies], sum(len(body) for body in bodies)
+    redone: set[int] = set()
+    read = 0
+    if reworked and job.plan.fit is not None:
+        for items in _read_all(buckets, [f"{job_prefix(job.job_id)}/{REWORK_ITEMS}"], workers):
+            redone = {int(item["chunk"]["index"]) for item in json.loads(items)}
+            read += len(items)
+    keys = [(reworked_key if chunk.index in redone else result_key)(job.job_id, chunk) for chunk in job.plan.chunks]
+    bodies = _read_all(buckets, keys, workers)
+    read += sum(len(body) for body in bodies)
+    return [ChunkResult.from_dict(json.loads(body)) for body in bodies], read
 
 
 def chunk_analyses(buckets: Buckets, job: JobDocument, *, workers: int = 16) -> tuple[list[ChunkAnalysis], int]:
@@ -573,6 +642,7 @@ def merge_and_publish(job_id: str, *, buckets: Buckets, store, invocation: Invoc
             raise JobNotRunning(f"job {job_id} is no longer RUNNING: nothing is published")
     else:
         store.update(job_id, stage="merge")
+    # A chunk's reworked facts where the rework encoded some of its rungs again, else its own.
     results, read = chunk_results(buckets, job)
     # A fitted ladder's analyses, for the manifest's analysis figures, timeline and cost.
     analyses, analyses_read = chunk_analyses(buckets, job) if job.plan.fit is not None else ([], 0)
@@ -580,7 +650,9 @@ def merge_and_publish(job_id: str, *, buckets: Buckets, store, invocation: Invoc
         manifest = stages.publish(
             job_id=job_id, source_name=job.source.uri, info=job.info, plan=job.plan, config=job.config,
             results=results, store=buckets.output, prefix=f"{job_id}/", split=job.split, started_at=job.started_at,
-            reads=(len(job_body) + read + analyses_read, 1 + len(job.plan.chunks) + len(analyses)),
+            # A fitted ladder's merger also reads the rework's items (which chunks were reworked).
+            reads=(len(job_body) + read + analyses_read,
+                   1 + len(job.plan.chunks) + len(analyses) + (1 if job.plan.fit is not None else 0)),
             merge_started=started, analyses=tuple(analyses),
             where="aws", split_worker=job.split_worker, merge_worker=invocation.request_id,
             merge_memory_mb=invocation.memory_mb, split_cold_start=job.split_cold_start,
@@ -705,7 +777,7 @@ def fail_execution(detail: dict[str, Any], *, buckets: Buckets, store, publish=N
     else:
         error = PipelineError(ErrorCode.INTERNAL_ERROR, f"the workflow execution {name} was {status.lower() or 'stopped'}")
     stage = str(current.get("stage", "encode"))
-    stage = stage if stage in ("split", "analyse", "encode", "merge") else "encode"
+    stage = stage if stage in ("split", "analyse", "encode", REWORK_STAGE, "merge") else "encode"
     source = execution_input.get("source") or {}
     source_uri = f"s3://{source['bucket']}/{source['key']}" if source.get("bucket") else str(current.get("input", ""))
     return fail_job(job_id, source_uri, error, buckets=buckets, store=store, stage=stage,
