@@ -41,8 +41,9 @@ analyser   3008        15 min   512        A fitted ladder's analysis of one chu
                                            /tmp holds a few frames and the trial MP4s (a few
                                            MB even at 4K).
 ladder     512         5 min    512        Fits the rungs and each chunk's rate factors from
-                                           the analyses (a few KB each): no media, no ffmpeg
-                                           layer (contract.LADDER_MEMORY_MB).
+                                           the analyses (a few KB each), and after the
+                                           encoders plans the rework from their facts: no
+                                           media, no ffmpeg layer (contract.LADDER_MEMORY_MB).
 merger     1024        5 min    512        Reads the chunks' facts (about 2 KB each), writes
                                            playlists, MPD, VTT and manifest.json: no media.
 failure    512         5 min    512        DynamoDB update, FAILED manifest, deleting the
@@ -107,9 +108,9 @@ def function_specs(encoder_memory_mb: int | float = contract.DEFAULT_ENCODER_MEM
             FunctionSpec("Analyser", "vtp.handlers.analyser.handler", contract.ANALYSER_MEMORY_MB, minutes(15), 512,
                          "vtp: a fitted ladder's analysis of one chunk: trial encodes at every candidate size, VMAF"),
             FunctionSpec("Ladder", "vtp.handlers.ladder.handler", contract.LADDER_MEMORY_MB, minutes(5), 512,
-                         "vtp: the chunks' analyses -> the fitted rungs and each chunk's rate factors, into job.json"),
+                         "vtp: the chunks' analyses -> the fitted rungs and rate factors (job.json); the rework plan"),
             FunctionSpec("Encoder", "vtp.handlers.encoder.handler", encoder_memory_mb, minutes(15), 2048,
-                         "vtp: one chunk of the source -> final segments of every rung and the audio"),
+                         "vtp: one chunk of the source -> final segments of every rung and the audio; a rework"),
             FunctionSpec("Merger", "vtp.handlers.merger.handler", contract.MERGER_MEMORY_MB, minutes(5), 512,
                          "vtp: the chunks' facts -> playlists, MPD, thumbnails track, manifest.json, COMPLETE"),
             FunctionSpec("Failure", "vtp.handlers.failure.handler", contract.FAILURE_MEMORY_MB, minutes(5), 512,
@@ -312,14 +313,19 @@ class PipelineFunctions(Construct):
         self._table("Analyser", ["UpdateItem"])
 
         # Ladder: read job.json and the analyses, rewrite job.json with the fitted plan, move
-        # the job's stage on to encode. Never the upload or the output bucket.
+        # the job's stage on to encode; after the encoders read their facts and write the
+        # rework Map's items (rework_chunks.json), the stage on to rework. Never the upload or
+        # the output bucket.
         self._s3("Ladder", "ListBuckets", ["s3:ListBucket"], [work_arn])
         self._s3("Ladder", "ReadWork", ["s3:GetObject"], [work_jobs])
-        self._s3("Ladder", "WriteJob", ["s3:PutObject"], [f"{work_arn}/{WORK_PREFIX}*/job.json"])
+        self._s3("Ladder", "WriteJob", ["s3:PutObject"],
+                 [f"{work_arn}/{WORK_PREFIX}*/job.json", f"{work_arn}/{WORK_PREFIX}*/{contract.REWORK_ITEMS}"])
         self._table("Ladder", ["UpdateItem"])
 
         # Encoder: read job.json and its time range of the upload, write its segments
         # (and the test-only fault marker); remove them again when the job failed meanwhile.
+        # Reworking (a fitted ladder): read the chunk's facts, write its segments again and the
+        # reworked facts (jobs/<job_id>/reworked/): the same prefixes.
         self._s3("Encoder", "ListBuckets", ["s3:ListBucket"], [input_arn, work_arn, output_arn])
         self._s3("Encoder", "ReadSource", read_input, [f"{input_arn}/*"])
         self._s3("Encoder", "JobFiles", ["s3:GetObject", "s3:PutObject"], [work_jobs])

@@ -25,7 +25,22 @@
       |                  range of the source, writes its final segments, returns its facts
       |   ResultWriter s3://<work>/jobs/map-results/<map run id>/... (the facts, kept in S3)
       |   ResultSelector keeps {chunks: <ResultWriterDetails>} at $.encode
-      MergeAndPublish -> merger Lambda: facts (and analyses) -> playlists, MPD, manifest
+      ReworkFitted (Choice) ------------------ a fixed ladder (as FittedLadder) --------------+
+      |  a fitted ladder                                                                    |
+      PlanRework -> ladder Lambda {job_id, action: plan_rework}: the chunks' facts -> the    |
+      |             chunk-rungs that missed their target or peaked, written as               |
+      |             jobs/<job_id>/rework_chunks.json ([{"chunk", "rework"}, ...])             |
+      |             -> $.rework {rework_key, items, chunk_rungs}                              |
+      AnyRework (Choice) --------------------- $.rework.items == 0 --------------------------+
+      |  $.rework.items > 0                                                                 |
+      ReworkChunks (Distributed Map, STANDARD children, as EncodeChunks)                    |
+      |   ItemReader  s3://<work>/<$.rework.rework_key>                                      |
+      |   ReworkChunk -> encoder Lambda {..., chunk, rework}: those rungs of the chunk again  |
+      |                  (video only) over their segments; the chunk's facts with them       |
+      |                  applied -> jobs/<job_id>/reworked/<chunk>.json -> $.reworked         |
+      |<-------------------------------------------------------------------------------------+
+      MergeAndPublish -> merger Lambda: facts (a chunk's reworked ones where there are some,
+      |                  and the analyses) -> playlists, MPD, manifest
       |
       PublishCompletion (EventBridge PutEvents, default bus, source vtp.pipeline,
       |   detail-type TranscodeJobCompleted)
@@ -33,6 +48,7 @@
 
     Catch States.ALL -> $.error:
       AnalyseChunks, FitLadder -> AnalysisFailed (Pass: $.stage = "analyse") -> MarkJobFailed
+      PlanRework, ReworkChunks -> ReworkFailed (Pass: $.stage = "rework") ---> MarkJobFailed
       EncodeChunks, MergeAndPublish ---------------------------------------> MarkJobFailed
       MarkJobFailed -> failure Lambda -> JobFailed (Fail, error/cause from $.error)
 
@@ -41,8 +57,9 @@ help) are never retried; throttling (``Lambda.TooManyRequestsException``: 14 att
 2 s doubling up to 120 s, about 18 minutes at most, 9 on average with full jitter:
 longer than a burst of jobs holds the encoder's reserved concurrency) and the transient
 Lambda service errors (6 attempts) are retried with exponential backoff and full jitter;
-the encoder, the analyser and the ladder function, which overwrite their outputs and so
-are idempotent, also retry ``States.TaskFailed`` twice. Step Functions takes the first
+the encoder (encoding or reworking), the analyser and the ladder function (fitting or
+planning the rework), which overwrite their outputs and so are idempotent, also retry
+``States.TaskFailed`` twice. Step Functions takes the first
 retrier whose ErrorEquals matches, so the InputError retrier (MaxAttempts 0) comes first. PublishCompletion retries
 any error 6 times (it is not caught: a COMPLETE job is never failed; an execution that
 fails there is seen by the execution-status rule, which leaves a COMPLETE job alone).
@@ -141,9 +158,12 @@ class TranscodeWorkflow(Construct):
             )
 
         def chunk_map(map_id: str, task_id: str, function_name: str, *, items_key: str, result_path: str,
-                      task_comment: str, map_comment: str) -> sfn.DistributedMap:
+                      task_comment: str, map_comment: str, item_fields: tuple[str, ...] = ()) -> sfn.DistributedMap:
             """A Distributed Map over a JSON list of {"chunk": ...} items in the work bucket, one
-            Lambda task per chunk (retried on task failures: the functions overwrite their outputs)."""
+            Lambda task per chunk (retried on task failures: the functions overwrite their outputs).
+            `item_fields`: more fields of each item passed on to the function as they are."""
+            extra_payload = {name: sfn.JsonPath.object_at(f"$.{name}") for name in item_fields}
+            extra_items = {name: sfn.JsonPath.object_at(f"$$.Map.Item.Value.{name}") for name in item_fields}
             task = invoke(
                 task_id,
                 function_name,
@@ -158,6 +178,7 @@ class TranscodeWorkflow(Construct):
                         "chunk": sfn.JsonPath.object_at("$.chunk"),
                         "attempt": sfn.JsonPath.number_at("$$.State.RetryCount"),
                         "entered_at": sfn.JsonPath.string_at("$$.State.EnteredTime"),
+                        **extra_payload,
                     }
                 ),
             )
@@ -171,6 +192,7 @@ class TranscodeWorkflow(Construct):
                     "job_id": sfn.JsonPath.string_at("$.job_id"),
                     "work_bucket": sfn.JsonPath.string_at("$.work_bucket"),
                     "chunk": sfn.JsonPath.object_at("$$.Map.Item.Value.chunk"),  # items are {"chunk": {...}}
+                    **extra_items,
                 },
                 result_writer_v2=sfn.ResultWriterV2(bucket=storage.work_bucket, prefix=MAP_RESULTS_PREFIX),
                 # The Map's output is only where its results went ({MapRunArn, ResultWriterDetails}).
@@ -205,6 +227,24 @@ class TranscodeWorkflow(Construct):
             result_path="$.fit",
         )
         add_retries(fit_ladder, retry_task_failures=True)
+
+        # --- a fitted ladder: after the encoders, the rework plan, then the rework map -------
+        plan_rework = invoke(
+            "PlanRework",
+            "Ladder",
+            comment="The chunks' facts -> the chunk-rungs to encode again, into rework_chunks.json.",
+            payload=sfn.TaskInput.from_object(
+                {"job_id": sfn.JsonPath.string_at("$.job_id"), contract.ACTION_FIELD: contract.ACTION_PLAN_REWORK}
+            ),
+            result_path="$.rework",
+        )
+        add_retries(plan_rework, retry_task_failures=True)
+        rework_chunks = chunk_map(
+            "ReworkChunks", "ReworkChunk", "Encoder", items_key="$.rework.rework_key", result_path="$.reworked",
+            task_comment="Encode one chunk's missed rungs again (video only); keep its facts with them applied.",
+            map_comment=f"A fitted ladder: one child execution per chunk listed in jobs/<job_id>/{contract.REWORK_ITEMS}.",
+            item_fields=(contract.REWORK_FIELD,),
+        )
 
         # --- publish ---------------------------------------------------------------------
         merge = invoke(
@@ -272,14 +312,35 @@ class TranscodeWorkflow(Construct):
         ).next(failure_path)
         for state in (analyse_chunks, fit_ladder):
             state.add_catch(analysis_failed, errors=[sfn.Errors.ALL], result_path="$.error")
+        rework_failed = sfn.Pass(
+            self,
+            "ReworkFailed",
+            comment="The job failed in planning or encoding its rework: the failed stage is rework.",
+            result=sfn.Result.from_string("rework"),
+            result_path="$.stage",
+        ).next(failure_path)
+        for state in (plan_rework, rework_chunks):
+            state.add_catch(rework_failed, errors=[sfn.Errors.ALL], result_path="$.error")
 
-        encode_chunks.next(merge).next(publish).next(sfn.Succeed(self, "JobSucceeded"))
-        analyse_chunks.next(fit_ladder).next(encode_chunks)
         # Executions started by a splitter that predates the fitted ladder have no analysis_key.
         fitted = sfn.Condition.and_(
             sfn.Condition.is_present("$.analysis_key"),
             sfn.Condition.not_(sfn.Condition.string_equals("$.analysis_key", "")),
         )
+        merge.next(publish).next(sfn.Succeed(self, "JobSucceeded"))
+        rework_chunks.next(merge)
+        any_rework = (
+            sfn.Choice(self, "AnyRework", comment="Chunk-rungs to encode again: the rework map; none: publish.")
+            .when(sfn.Condition.number_greater_than("$.rework.items", 0), rework_chunks)
+            .otherwise(merge)
+        )
+        plan_rework.next(any_rework)
+        encode_chunks.next(
+            sfn.Choice(self, "ReworkFitted", comment="A fitted ladder (as FittedLadder) plans a rework of what missed.")
+            .when(fitted, plan_rework)
+            .otherwise(merge)
+        )
+        analyse_chunks.next(fit_ladder).next(encode_chunks)
         definition = (
             sfn.Choice(self, "FittedLadder", comment="A fitted ladder (analysis items named) is analysed and fitted first.")
             .when(fitted, analyse_chunks)
@@ -302,8 +363,8 @@ class TranscodeWorkflow(Construct):
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             timeout=WORKFLOW_TIMEOUT,
-            comment="vtp: analyse chunks and fit the ladder (a fitted ladder), encode chunks (Distributed Maps), "
-                    "publish the playlists and the manifest, announce.",
+            comment="vtp: analyse chunks and fit the ladder (a fitted ladder), encode chunks, rework what missed "
+                    "(a fitted ladder; Distributed Maps), publish the playlists and the manifest, announce.",
         )
         self._observability(self.state_machine)
         self._acknowledge_role_findings(storage, functions)
@@ -366,8 +427,8 @@ class TranscodeWorkflow(Construct):
         acknowledge_wildcard_resources(
             role,
             [f"arn:{Stack.of(self).partition}:s3:::{storage.work_bucket.bucket_name}/*"],
-            "The Distributed Maps' ItemReaders (s3:GetObject of jobs/<job_id>/chunks.json and "
-            "analysis_chunks.json) and ResultWriters "
+            "The Distributed Maps' ItemReaders (s3:GetObject of jobs/<job_id>/chunks.json, "
+            "analysis_chunks.json and rework_chunks.json) and ResultWriters "
             "(s3:PutObject under jobs/map-results/) are granted by CDK on the work bucket's objects; the "
             "key comes from the execution input, the result keys from the map run id.",
         )
@@ -384,6 +445,6 @@ class TranscodeWorkflow(Construct):
                         map_policy,
                         resources if isinstance(resources, list) else [resources],
                         "Distributed Map child executions of this one state machine get their names at "
-                        "run time (execution:<state machine>:*, <state machine>/AnalyseChunks:* and "
-                        "<state machine>/EncodeChunks:*).",
+                        "run time (execution:<state machine>:*, <state machine>/AnalyseChunks:*, "
+                        "<state machine>/EncodeChunks:* and <state machine>/ReworkChunks:*).",
                     )

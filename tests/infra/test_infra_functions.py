@@ -296,10 +296,11 @@ def test_s3_grants_are_scoped_to_the_buckets_and_prefixes_each_function_uses(syn
     assert set(analyser) == {"s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"}
     assert not any(output in r for rs in analyser.values() for r in rs)
 
-    # The ladder function reads the job and the analyses and rewrites job.json: the work bucket only.
+    # The ladder function reads the job, the analyses and the chunks' facts, rewrites job.json
+    # and writes the rework Map's items: the work bucket only.
     ladder = _s3_grants(synth, "Ladder")
     assert ladder == {"s3:ListBucket": {f"<{work}.Arn>"}, "s3:GetObject": {work_jobs},
-                      "s3:PutObject": {f"<{work}.Arn>/jobs/*/job.json"}}
+                      "s3:PutObject": {f"<{work}.Arn>/jobs/*/job.json", f"<{work}.Arn>/jobs/*/rework_chunks.json"}}
 
     failure = _s3_grants(synth, "Failure")
     assert failure["s3:DeleteObject"] == {f"<{output}.Arn>/*"}

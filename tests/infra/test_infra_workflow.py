@@ -1,5 +1,6 @@
 """The state machine: (a fitted ladder) Distributed Map of analysers -> ladder fit, then
-Distributed Map of encoders -> merger -> event, failures -> failure Lambda."""
+Distributed Map of encoders -> (a fitted ladder) rework plan -> Distributed Map of reworking
+encoders when there is any -> merger -> event, failures -> failure Lambda."""
 
 from __future__ import annotations
 
@@ -41,7 +42,10 @@ def test_main_path_in_order(asl):
     assert asl["StartAt"] == "FittedLadder"
     assert states["AnalyseChunks"]["Next"] == "FitLadder"
     assert states["FitLadder"]["Next"] == "EncodeChunks"
-    assert states["EncodeChunks"]["Next"] == "MergeAndPublish"
+    assert states["EncodeChunks"]["Next"] == "ReworkFitted"
+    assert states["ReworkFitted"]["Default"] == "MergeAndPublish"
+    assert states["PlanRework"]["Next"] == "AnyRework"
+    assert states["ReworkChunks"]["Next"] == "MergeAndPublish"
     assert states["MergeAndPublish"]["Next"] == "PublishCompletion"
     assert states["PublishCompletion"]["Next"] == "JobSucceeded"
     assert states["JobSucceeded"]["Type"] == "Succeed"
@@ -95,12 +99,14 @@ def _lambda_tasks(asl):
     states = dict(asl["States"])
     states.update(states["EncodeChunks"]["ItemProcessor"]["States"])
     states.update(states["AnalyseChunks"]["ItemProcessor"]["States"])
+    states.update(states["ReworkChunks"]["ItemProcessor"]["States"])
     return {name: s for name, s in states.items() if s["Type"] == "Task" and "events:putEvents" not in s["Resource"]}
 
 
 def test_every_lambda_task_retries_transient_errors_with_full_jitter_but_never_input_errors(asl):
     tasks = _lambda_tasks(asl)
-    assert set(tasks) == {"AnalyseChunk", "FitLadder", "EncodeChunk", "MergeAndPublish", "MarkJobFailed"}
+    assert set(tasks) == {"AnalyseChunk", "FitLadder", "EncodeChunk", "PlanRework", "ReworkChunk", "MergeAndPublish",
+                          "MarkJobFailed"}
     for name, task in tasks.items():
         retries = task["Retry"]
         # First matching retrier wins: InputError must come first, with no attempts.
@@ -117,7 +123,7 @@ def test_every_lambda_task_retries_transient_errors_with_full_jitter_but_never_i
         waits = [min(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** n, 120) for n in range(14)]
         assert 15 * 60 < sum(waits) < 20 * 60
         task_failed = [r for r in retries if "States.TaskFailed" in r["ErrorEquals"]]
-        if name in ("AnalyseChunk", "FitLadder", "EncodeChunk"):  # idempotent: retried a couple of times
+        if name in ("AnalyseChunk", "FitLadder", "EncodeChunk", "PlanRework", "ReworkChunk"):  # idempotent: retried a couple of times
             assert len(task_failed) == 1 and task_failed[0]["MaxAttempts"] == 2
             assert task_failed[0]["JitterStrategy"] == "FULL"
         else:
@@ -134,6 +140,11 @@ def test_failures_are_caught_into_the_failure_function_then_fail(synth, asl):
         assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "AnalysisFailed"}]
     assert states["AnalysisFailed"]["Type"] == "Pass" and states["AnalysisFailed"]["Result"] == "analyse"
     assert states["AnalysisFailed"]["ResultPath"] == "$.stage" and states["AnalysisFailed"]["Next"] == "MarkJobFailed"
+    # A failed rework plan or rework map: stage rework.
+    for name in ("PlanRework", "ReworkChunks"):
+        assert states[name]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ReworkFailed"}]
+    assert states["ReworkFailed"]["Type"] == "Pass" and states["ReworkFailed"]["Result"] == "rework"
+    assert states["ReworkFailed"]["ResultPath"] == "$.stage" and states["ReworkFailed"]["Next"] == "MarkJobFailed"
     mark_failed = states["MarkJobFailed"]
     assert mark_failed["Resource"] == _fn(synth, "Failure")
     assert mark_failed["ResultPath"] is None  # keeps $.error for the Fail state
@@ -237,3 +248,45 @@ def test_the_analyser_and_the_ladder_function_are_sized_from_the_contract(synth)
     ladder = synth.resources[ids["Ladder"]]["Properties"]
     assert analyser["MemorySize"] == contract.ANALYSER_MEMORY_MB and analyser["Timeout"] == 900
     assert ladder["MemorySize"] == contract.LADDER_MEMORY_MB and "Layers" not in ladder
+
+
+# --- a fitted ladder: after the encoders, the rework plan and the rework map -------------------
+
+
+def test_after_the_encoders_a_fitted_ladder_plans_its_rework_and_a_fixed_one_is_published(asl):
+    states = asl["States"]
+    choice = states["ReworkFitted"]
+    assert choice["Type"] == "Choice"
+    [rule] = choice["Choices"]
+    # The same condition as FittedLadder's.
+    assert {k: v for k, v in rule.items() if k != "Next"} == {
+        k: v for k, v in states["FittedLadder"]["Choices"][0].items() if k != "Next"}
+    assert rule["Next"] == "PlanRework" and choice["Default"] == "MergeAndPublish"
+    any_rework = states["AnyRework"]
+    assert any_rework["Choices"] == [{"Variable": "$.rework.items", "NumericGreaterThan": 0, "Next": "ReworkChunks"}]
+    assert any_rework["Default"] == "MergeAndPublish"
+
+
+def test_the_rework_plan_is_the_ladder_function_with_its_action(synth, asl):
+    from vtp import contract
+
+    plan = asl["States"]["PlanRework"]
+    assert plan["Type"] == "Task" and plan["Resource"] == _fn(synth, "Ladder")
+    assert plan["Parameters"] == {"job_id.$": "$.job_id", "action": contract.ACTION_PLAN_REWORK}
+    assert plan["ResultPath"] == "$.rework"
+
+
+def test_the_rework_map_is_built_like_the_others_and_passes_each_items_rework_to_the_encoder(synth, asl):
+    work = synth.logical_id(synth.stack.storage.work_bucket)
+    states = asl["States"]
+    rework, encode = states["ReworkChunks"], states["EncodeChunks"]
+    assert rework["Type"] == "Map"
+    assert rework["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert rework["ItemReader"]["Parameters"] == {"Bucket": f"REF:{work}", "Key.$": "$.rework.rework_key"}
+    assert rework["ResultWriter"] == encode["ResultWriter"]
+    assert rework["ItemSelector"] == {**encode["ItemSelector"], "rework.$": "$$.Map.Item.Value.rework"}
+    assert rework["MaxConcurrency"] == "REF:MaxConcurrency"
+    assert rework["ResultSelector"] == {"chunks.$": "$.ResultWriterDetails"} and rework["ResultPath"] == "$.reworked"
+    [(name, task)] = rework["ItemProcessor"]["States"].items()
+    assert name == "ReworkChunk" and task["Resource"] == _fn(synth, "Encoder")
+    assert task["Parameters"] == {**encode["ItemProcessor"]["States"]["EncodeChunk"]["Parameters"], "rework.$": "$.rework"}
