@@ -450,6 +450,10 @@ def encode_args(
             "enc_time_base": enc_time_base, "f": "mp4", "movflags": _FRAGMENT_FLAGS, "use_editlist": 0,
             **_clean_output(),
         })
+        if rendition.maxrate_kbps:
+            # The muxer writes the VBV cap into the init segment (a `btrt` box), and a rework
+            # caps a chunk differently from the others: every chunk's init must be the same.
+            options["write_btrt"] = 0
         nodes.append(ff.output(scaled[rendition.name], str(outputs.video[rendition.name]), **options))
     if tiles_from:
         tile_height = _tile_height(info, config)
