@@ -64,6 +64,7 @@ def test_a_chunk_whose_segment_peaks_is_encoded_again_at_a_higher_rate_factor():
     # rate): 25 + 8 log2(4000 / (1.35 a)), to a tenth.
     assert rung.crf == pytest.approx(25.0 + 8 * math.log2(4000 / (1.35 * average)), abs=0.11)
     assert rung.maxrate_kbps == math.ceil(1.5 * average) and rung.bufsize_kbps == math.ceil(2 * average)
+    assert rung.level_idc == 0x1F  # kept from the first encode's codec string (avc1.64001f)
 
 
 def test_a_rung_under_its_target_is_encoded_again_in_every_chunk_by_the_curves_step():
@@ -146,3 +147,35 @@ def test_the_analysed_chunks_are_spread_over_the_title_and_skip_a_short_tail(cou
     chunks = tuple(Chunk(i, 12.0 * i, 12.0 * (i + 1) if i < count - 1 else None, None) for i in range(count))
     config = PipelineConfig(auto=AutoLadder(analyse_every=every))
     assert [c.index for c in stages.analysis_chunks(JobPlan((), chunks), config)] == expected
+
+
+def test_a_chunk_encoded_again_under_another_cap_fits_with_the_others(clip, small_config, tmp_path):
+    """With real ffmpeg: one chunk of two is encoded again (one rung, video only) under another
+    rate factor and cap; its segments replace the first ones and the chunks still fit together
+    (the same init: the muxer would write each cap into it)."""
+    import dataclasses
+
+    from vtp.core.publish import check_results
+    from vtp.core.source import local_source
+    from vtp.core.storage import FolderStore
+
+    source = local_source(clip("silent"))
+    config = dataclasses.replace(small_config, chunk_s=1.0, segment_s=1.0)
+    info, plan, _ = stages.inspect(source, config)
+    renditions = tuple(dataclasses.replace(r, target_vmaf=50.0, maxrate_kbps=300, bufsize_kbps=400) for r in plan.renditions)
+    plan = JobPlan(renditions, plan.chunks, fit={"mode": "auto", "rungs": [], "curves": {}})
+    assert len(plan.chunks) == 2
+    out = FolderStore(tmp_path / "out")
+    first = [stages.encode_chunk(source, c, info, plan, config, scratch=tmp_path / c.name, output=out) for c in plan.chunks]
+    top = renditions[0].name
+    level = int(first[1].video[top].codec[-2:], 16)
+    work = ChunkRework(1, (RungRework(top, 20.0, 900, 1200, "by hand", level),))
+    redo = stages.rework_chunk(source, plan.chunks[1], info, plan, config, work, scratch=tmp_path / "rework", output=out)
+    assert set(redo.video) == {top} and redo.audio is None and redo.thumbnails.sprite is None
+    applied = stages.apply_rework(first[1], redo, work)
+    check_results([first[0], applied], plan)
+    assert applied.video[top].init_sha256 == first[0].video[top].init_sha256
+    assert applied.video[top].bytes > first[1].video[top].bytes  # CRF 20 under a wider cap: more bits
+    for segment in applied.video[top].segments:
+        assert (tmp_path / "out" / top / f"segment_{segment.start}.m4s").stat().st_size == segment.bytes
+    assert applied.rates.crf[top] == 20.0 and applied.video[renditions[1].name] == first[1].video[renditions[1].name]

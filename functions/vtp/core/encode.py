@@ -261,6 +261,8 @@ def encoder_options(
         options.update({"crf": rate_factor, "maxrate": f"{bitrate}k", "bufsize": f"{2 * bitrate}k"})
     else:
         options.update({"b:v": f"{bitrate}k", "maxrate": f"{bitrate * 3 // 2}k", "bufsize": f"{2 * bitrate}k"})
+    if rendition.level_idc:
+        options["level"] = f"{rendition.level_idc / 10:g}"
     if config.encoder_threads:
         options["threads"] = config.encoder_threads
     return options

@@ -52,6 +52,9 @@ class Rendition:
     target_vmaf: float | None = None
     maxrate_kbps: int = 0
     bufsize_kbps: int = 0
+    # The H.264 level to write (level_idc: 31 is 3.1); 0: x264's own choice, which follows
+    # the cap (a chunk encoded again under another cap must keep the rung's init).
+    level_idc: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,15 +102,16 @@ class RungRework:
     maxrate_kbps: int
     bufsize_kbps: int
     reason: str
+    level_idc: int = 0  # the rung's level as its first encode wrote it (kept: the same init)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "crf": self.crf, "maxrate_kbps": self.maxrate_kbps,
-                "bufsize_kbps": self.bufsize_kbps, "reason": self.reason}
+                "bufsize_kbps": self.bufsize_kbps, "reason": self.reason, "level_idc": self.level_idc}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RungRework":
         return cls(data["name"], float(data["crf"]), int(data["maxrate_kbps"]), int(data["bufsize_kbps"]),
-                   data["reason"])
+                   data["reason"], int(data.get("level_idc", 0)))
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ class ChunkRework:
         return tuple(
             Rendition(r.name, r.width, r.height, r.bitrate_kbps, caps[r.name].crf, r.sample_aspect,
                       target_vmaf=r.target_vmaf, maxrate_kbps=caps[r.name].maxrate_kbps,
-                      bufsize_kbps=caps[r.name].bufsize_kbps)
+                      bufsize_kbps=caps[r.name].bufsize_kbps, level_idc=caps[r.name].level_idc)
             for r in plan.renditions if r.name in caps
         )
 

@@ -99,10 +99,11 @@ def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult]
     average *= sum(s.bits * ratios[s.chunk] for s in segments) / max(sum(s.bits for s in segments), 1.0)
     maxrate = max(1, math.ceil(auto.maxrate_ratio * average / 1000))
     bufsize = max(1, math.ceil(auto.bufsize_ratio * average / 1000))
+    level = _level_idc(results[0].video[rendition.name].codec)
     return {
         index: RungRework(rendition.name,
                           round(max(MIN_CRF, crfs[index] + raise_by.get(index, 0.0) - lower_by.get(index, 0.0)), 1),
-                          maxrate, bufsize, reason)
+                          maxrate, bufsize, reason, level)
         for index, reason in sorted(reasons.items())
     }
 
@@ -120,6 +121,14 @@ def _segments(results: list[ChunkResult], name: str) -> list[_Segment]:
         next_start = entries[i + 1][1].start if i + 1 < len(entries) else end
         found.append(_Segment(chunk, max(next_start - facts.start, 0) / scale, facts.bytes * 8.0))
     return [s for s in found if s.seconds > 0]
+
+
+def _level_idc(codec: str) -> int:
+    """The level of an 'avc1.PPCCLL' codec string (x264 sets it from the cap: kept as it was)."""
+    try:
+        return int(codec.split(".")[1][4:6], 16)
+    except (IndexError, ValueError):
+        return 0
 
 
 def _measured_vmaf(results: list[ChunkResult], name: str) -> float | None:
