@@ -16,7 +16,8 @@ from vtp.core.manifest import StageFigures
 from vtp.core.plan import Chunk, JobPlan
 from vtp.core.probe import SourceInfo, VideoInfo
 
-CONFIG = PipelineConfig()
+# The hull alone: the fixed ladder's floor (at_least_fixed) is checked in test_rework.py.
+CONFIG = PipelineConfig(auto=AutoLadder(at_least_fixed=False))
 
 
 def source(width: int = 1920, height: int = 1080, duration_s: float = 24.0) -> SourceInfo:
@@ -100,7 +101,7 @@ def test_a_chunk_gets_its_own_rate_factor_half_way_and_at_most_four_away():
 
 
 def test_a_top_target_out_of_reach_is_made_at_the_cap_and_said_so():
-    capped = PipelineConfig(auto=AutoLadder(caps_kbps={1080: 3000, 720: 3000, 480: 1000, 360: 1000}))
+    capped = PipelineConfig(auto=AutoLadder(caps_kbps={1080: 3000, 720: 3000, 480: 1000, 360: 1000}, at_least_fixed=False))
     plan = fit_ladder(source(), JobPlan((), CHUNKS), capped, [analysis(0, TITLE)])
     top = plan.fit["rungs"][0]
     # No size reaches 95 within its cap: the best quality within a cap is made, 720p (VMAF 88.5

@@ -13,7 +13,7 @@ import pytest
 from tests.unit.test_ladder_fit import CHUNKS, TITLE, analysis, points, source
 
 from vtp.core import stages
-from vtp.core.config import AutoLadder, PipelineConfig
+from vtp.core.config import AutoLadder, PipelineConfig, Rung
 from vtp.core.encode import ChunkResult, SegmentFacts, Thumbnails, TrackFacts
 from vtp.core.ladder import Curve, fit_ladder
 from vtp.core.manifest import StageFigures
@@ -131,12 +131,15 @@ def test_a_size_can_hold_two_rungs_where_it_is_the_cheapest_way_to_a_lower_targe
 
 
 def test_no_rung_is_aimed_under_the_fixed_ladders_rung_of_its_rank():
-    fixed = (Rendition("1080p", 1920, 1080, 5000, 20), Rendition("720p", 1280, 720, 3000, 23))
-    plan = JobPlan(fixed, CHUNKS)
-    floored = fit_ladder(source(), plan, CONFIG, [analysis(0, TITLE)])
+    fixed = (Rung("1080p", 1080, 5000, 20), Rung("720p", 720, 3000, 23))
+    config = PipelineConfig(ladder=fixed)
+    floored = fit_ladder(source(), JobPlan((), CHUNKS), config, [analysis(0, TITLE)])
     # TITLE's 1080p makes 96.5 at CRF 20, its 720p 88.25 at 23: over the targets 95 and 87.
     assert [r["target_vmaf"] for r in floored.fit["rungs"][:2]] == [96.5, 88.25]
-    free = fit_ladder(source(), plan, PipelineConfig(auto=AutoLadder(at_least_fixed=False)), [analysis(0, TITLE)])
+    # Fitting again from the fitted plan (a retried step) gives the same ladder.
+    assert fit_ladder(source(), floored, config, [analysis(0, TITLE)]).fit == floored.fit
+    free = fit_ladder(source(), JobPlan((), CHUNKS), PipelineConfig(ladder=fixed, auto=AutoLadder(at_least_fixed=False)),
+                      [analysis(0, TITLE)])
     assert [r["target_vmaf"] for r in free.fit["rungs"][:2]] == [95.0, 87.0]
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from vtp.core.analysis import ChunkAnalysis, TrialPoint, candidates
 from vtp.core.config import PipelineConfig
 from vtp.core.errors import ErrorCode, PipelineError
-from vtp.core.plan import ChunkRates, JobPlan, Rendition
+from vtp.core.plan import ChunkRates, JobPlan, Rendition, plan_ladder
 from vtp.core.probe import SourceInfo
 
 EXTEND = 6.0  # how far past the trial rate factors a curve is extended
@@ -122,7 +122,7 @@ def fit_ladder(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses
                        [a.duration_s for a in usable for p in a.points if p.rendition == name])
         for name in sizes
     }
-    floors = _fixed_floors(plan, title) if auto.at_least_fixed else []
+    floors = _fixed_floors(plan_ladder(info, config.ladder), title) if auto.at_least_fixed else []
     rungs: list[FittedRung] = []
     dropped: list[dict[str, Any]] = []
     step_target = auto.top_vmaf
@@ -157,11 +157,11 @@ def fit_ladder(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses
     return JobPlan(renditions=renditions, chunks=plan.chunks, rates=rates, fit=fit)
 
 
-def _fixed_floors(plan: JobPlan, title: dict[str, Curve]) -> list[float]:
-    """The quality the analysis predicts for each rung of the fixed ladder (the plan's before
-    fitting), in rank order; a size the analysis did not try ends the list."""
+def _fixed_floors(fixed: tuple[Rendition, ...], title: dict[str, Curve]) -> list[float]:
+    """The quality the analysis predicts for each rung of the fixed ladder (as planned for this
+    source), in rank order; a size the analysis did not try ends the list."""
     floors = []
-    for rendition in plan.renditions:
+    for rendition in fixed:
         if rendition.name not in title:
             break
         floors.append(round(title[rendition.name].vmaf_at(rendition.crf), 2))
