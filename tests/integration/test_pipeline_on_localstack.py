@@ -155,6 +155,9 @@ class Deployed:
             time.sleep(1.0)
         raise AssertionError(f"the execution of {job_id} still runs: {self.executions_of(job_id)}")
 
+    def get_json(self, bucket: str, key: str):
+        return json.loads(self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
     def keys(self, bucket: str, prefix: str) -> list[str]:
         pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
@@ -574,29 +577,50 @@ def test_a_fitted_ladder_runs_the_analysis_map_and_the_fit_before_the_encoders(f
     chunks = manifest["chunks"]
     assert chunks == 2  # 16.4 s in chunks of 8 s
 
-    # The execution's history: the Choice, the analysis map, the fit, then the encode map.
+    # The execution's history: the Choice, the analysis map, the fit, the encode map, then the
+    # rework plan and (only when it found chunk-rungs to encode again) the rework map.
     sfn = auto.client("stepfunctions")
     pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
     events = [e for page in pages for e in page["events"]]
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-    assert entered[:4] == ["FittedLadder", "AnalyseChunks", "FitLadder", "EncodeChunks"], entered
+    rework_items = auto.get_json(auto.work_bucket, f"jobs/{job_id}/rework_chunks.json")
+    rework_map = ["ReworkChunks"] if rework_items else []
+    assert entered[:7 + len(rework_map)] == [
+        "FittedLadder", "AnalyseChunks", "FitLadder", "EncodeChunks", "ReworkFitted", "PlanRework", "AnyRework",
+        *rework_map], entered
+    assert entered[7 + len(rework_map)] == "MergeAndPublish", entered
     runs = {run["mapRunArn"].rsplit("/", 1)[1].split(":")[0]: run["mapRunArn"]
             for run in sfn.list_map_runs(executionArn=execution["executionArn"])["mapRuns"]}
-    assert set(runs) == {"AnalyseChunks", "EncodeChunks"}
+    assert set(runs) == {"AnalyseChunks", "EncodeChunks", *rework_map}
+    # One chunk in analyse_every (3 by default) is analysed: here one of the two.
+    analysed_items = [i["chunk"]["index"] for i in auto.get_json(auto.work_bucket, f"jobs/{job_id}/analysis_chunks.json")]
+    analysed = len(analysed_items)
     for label, arn in runs.items():
         counts = sfn.describe_map_run(mapRunArn=arn)["itemCounts"]
-        assert counts["total"] == counts["succeeded"] == chunks, (label, counts)
+        wanted = {"AnalyseChunks": analysed, "EncodeChunks": chunks, "ReworkChunks": len(rework_items)}[label]
+        assert counts["total"] == counts["succeeded"] == wanted, (label, counts)
+    [planned] = [e for e in events if e["type"] == "LambdaFunctionSucceeded"
+                 and "rework_key" in e["lambdaFunctionSucceededEventDetails"]["output"]]
+    planned = json.loads(planned["lambdaFunctionSucceededEventDetails"]["output"])
+    assert planned["items"] == len(rework_items)
+    # The manifest records as many reworked chunk-rungs as the rework map's items hold; a
+    # reworked chunk's applied facts are kept beside its original ones.
+    assert manifest["ladder"]["rework"]["chunk_rungs"] == sum(len(i["rework"]["rungs"]) for i in rework_items)
+    assert manifest["ladder"]["rework"]["chunk_rungs"] == planned["chunk_rungs"]
+    assert auto.keys(auto.work_bucket, f"jobs/{job_id}/reworked/") == [
+        f"jobs/{job_id}/reworked/chunk_{i['chunk']['index']:05d}.json" for i in rework_items]
+    assert ("rework" in job["stage_times"]) == bool(rework_items)
     [fit] = [e for e in events if e["type"] == "LambdaFunctionSucceeded"
              and "renditions" in e["lambdaFunctionSucceededEventDetails"]["output"]]
     fitted = json.loads(fit["lambdaFunctionSucceededEventDetails"]["output"])
-    assert fitted["renditions"] == [r["name"] for r in manifest["renditions"]] and fitted["analysed"] == chunks
+    assert fitted["renditions"] == [r["name"] for r in manifest["renditions"]] and fitted["analysed"] == analysed
     # Each analyser kept its chunk's trial points beside job.json.
     assert auto.keys(auto.work_bucket, f"jobs/{job_id}/analysis/") == [
-        f"jobs/{job_id}/analysis/chunk_{i:05d}.json" for i in range(chunks)]
+        f"jobs/{job_id}/analysis/chunk_{i:05d}.json" for i in sorted(analysed_items)]
 
     # The manifest: the fitted ladder, its analysis and fit, capped VBR rungs.
-    assert manifest["ladder"]["mode"] == "auto" and manifest["ladder"]["analysis"]["chunks"] == chunks
-    assert manifest["stages"]["analyse"]["chunks"] == chunks
+    assert manifest["ladder"]["mode"] == "auto" and manifest["ladder"]["analysis"]["chunks"] == analysed
+    assert manifest["stages"]["analyse"]["chunks"] == analysed
     assert manifest["stages"]["analyse"]["max"]["memory_mb"] == contract.ANALYSER_MEMORY_MB
     assert manifest["stages"]["fit"]["memory_mb"] == contract.LADDER_MEMORY_MB
     assert len(manifest["renditions"]) >= 2
@@ -606,7 +630,7 @@ def test_a_fitted_ladder_runs_the_analysis_map_and_the_fit_before_the_encoders(f
         assert rendition["peak_bitrate_kbps"] <= 1.5 * rendition["measured_bitrate_kbps"], rendition
     bars = manifest["timeline"]["bars"]
     analysed = [b for b in bars if b["stage"] == "analyse"]
-    assert sorted(b["chunk"] for b in analysed) == list(range(chunks))
+    assert sorted(b["chunk"] for b in analysed) == sorted(analysed_items)
     assert all(b["worker"] and b["memory_mb"] == contract.ANALYSER_MEMORY_MB for b in analysed)
     assert [b["stage"] for b in bars].count("fit") == 1 and [b["stage"] for b in bars].count("encode") == chunks
     assert max(b["end_s"] for b in analysed) <= min(b["start_s"] for b in bars if b["stage"] == "encode")
