@@ -45,7 +45,7 @@ def test_an_aws_job_is_priced_from_its_own_figures():
     assert q["Lambda encoders"] == pytest.approx(100.0 * 3008 / 1024)
     assert q["Lambda merger"] == pytest.approx(0.5 * 1024 / 1024)
     assert q["Lambda requests"] == 1 + 11 + 1  # splitter, ten encoders and one retry, merger
-    assert q["Step Functions"] == 5 + 11  # the ladder choice, the map, merge, publish, succeed; the items
+    assert q["Step Functions"] == 6 + 11  # the ladder and rework choices, the map, merge, publish, succeed; the items
     # PUTs: the split's documents (2), the chunks' objects, one fact file per chunk, the merger's
     # documents, the manifest, the report's three files.
     assert q["S3 PUT requests"] == 2 + 450 + 10 + 9 + 1 + 3
@@ -108,12 +108,36 @@ def test_a_fitted_ladder_adds_its_analysis_map_and_fit():
                           stored_bytes=60_040_000, report_objects=3, region="us-east-1"))
     assert q["Lambda ladder analysis"] == pytest.approx(30.0 * 3008 / 1024)
     assert q["Lambda ladder fit"] == pytest.approx(0.2 * 512 / 1024)
-    assert q["Lambda requests"] == plain["Lambda requests"] + 10 + 1
-    assert q["Step Functions"] == plain["Step Functions"] + 10 + 2  # the map, its items, the fit
-    assert q["S3 PUT requests"] == plain["S3 PUT requests"] + 10 + 2  # the items, the results, job.json
+    # The analysers, the fit and the rework's plan (which found nothing to encode again).
+    assert q["Lambda requests"] == plain["Lambda requests"] + 10 + 1 + 1
+    # The map, its items, the fit; PlanRework and its choice.
+    assert q["Step Functions"] == plain["Step Functions"] + 10 + 2 + 2
+    # The analysis items, their results, job.json; the rework's items.
+    assert q["S3 PUT requests"] == plain["S3 PUT requests"] + 10 + 2 + 1
+    assert q["Lambda rework encodes"] == 0.0
     assert "Lambda ladder analysis" not in plain
     local = lines_of(job_cost(where="local", stages=fitted, bars=BARS, renditions=RENDITIONS, frame_rate=30.0,
                               stored_bytes=60_040_000, report_objects=3, region="us-east-1"))
     # Locally: the analysis' CPU-seconds over the vCPUs the analyser's memory buys.
     assert local["Lambda ladder analysis"] == pytest.approx(
         40.0 / (contract.ANALYSER_MEMORY_MB / 1769) * contract.ANALYSER_MEMORY_MB / 1024)
+
+
+def test_a_rework_adds_its_encoder_runs_their_requests_and_documents():
+    """Chunk-rungs encoded again: their encoders' duration at their memory, one request and
+    one result each, the map's transitions, the segments they wrote again."""
+    analysis = StageFigures(wall_s=30.0, cpu_s=40.0, memory_mb=3008)
+    fit = StageFigures(wall_s=0.2, cpu_s=0.1, memory_mb=512)
+    redo = StageFigures(wall_s=9.0, cpu_s=15.0, requests=20, objects_written=12, memory_mb=3008)
+    base = dict(split=SPLIT, encode=EncodeFigures(10, CHUNKS, CHUNKS, 12.0), merge=MERGE, total_s=20.0,
+                analyse=EncodeFigures(10, analysis, analysis, 4.0), fit=fit)
+    costs = [lines_of(job_cost(where="aws", stages=stages, bars=BARS, renditions=RENDITIONS, frame_rate=30.0,
+                               stored_bytes=60_040_000, report_objects=3, region="us-east-1"))
+             for stages in (Stages(**base), Stages(**base, rework=EncodeFigures(3, redo, redo, 5.0)))]
+    none, three = costs
+    memory = max(bar.memory_mb for bar in BARS if bar.stage == "encode") or contract.DEFAULT_ENCODER_MEMORY_MB
+    assert three["Lambda rework encodes"] == pytest.approx(9.0 * memory / 1024)
+    assert three["Lambda requests"] == none["Lambda requests"] + 3
+    assert three["Step Functions"] == none["Step Functions"] + 3 + 1  # the map and its items
+    assert three["S3 PUT requests"] == none["S3 PUT requests"] + 12 + 3  # segments again, results
+    assert three["S3 GET requests"] == none["S3 GET requests"] + (20 - 12) + 3  # source reads, job.json
