@@ -56,7 +56,7 @@ def test_an_aws_job_is_priced_from_its_own_figures():
     assert cost.total_usd == pytest.approx(total)
     assert cost.total_usd == pytest.approx(
         (2.0 * 1769 + 100.0 * 3008 + 0.5 * 1024) / 1024 * US.lambda_gb_s + 13 * US.lambda_request
-        + 16 * US.sfn_transition + 475 * US.s3_put + 183 * US.s3_get + 0.06004 * US.s3_gb_month
+        + 17 * US.sfn_transition + 475 * US.s3_put + 183 * US.s3_get + 0.06004 * US.s3_gb_month
         + 13 * US.dynamodb_write + US.eventbridge_event
     )
     assert cost.cpu_s is None and cost.where == "aws" and cost.price_date
