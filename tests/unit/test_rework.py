@@ -57,12 +57,13 @@ def test_a_chunk_whose_segment_peaks_is_encoded_again_at_a_higher_rate_factor():
     [rework] = plan_rework(fitted_plan(), results, CONFIG)
     [rung] = rework.rungs
     assert rework.index == 3 and rung.name == "720p"
-    # The average once capped: 12 segments, the peak held to 1.35x it: a = (22,000 + 1.35 a) / 12.
-    average = 22000 / (12 - 1.35)
-    assert rung.reason == f"a segment at {4000 / average:.2f}x the rung's average"
-    # The rate factor that scales 4,000 to 1.35x the average on the curve (8 steps halve the
-    # rate): 25 + 8 log2(4000 / (1.35 a)), to a tenth.
-    assert rung.crf == pytest.approx(25.0 + 8 * math.log2(4000 / (1.35 * average)), abs=0.11)
+    assert rung.reason == f"a segment at {4000 / (26000 / 12):.2f}x the rung's average"
+    # The curve halves the rate every 8 steps: chunk 3 at 2^(-m/8) of its bits puts its peak at
+    # 48000 g / (18000 + 8000 g) of the average, 1.35 at most from g = 0.653: m = 5 (half steps).
+    g = 2 ** (-5 / 8)
+    assert 48000 * g / (18000 + 8000 * g) <= 1.35 < 48000 * 2 ** (-4.5 / 8) / (18000 + 8000 * 2 ** (-4.5 / 8))
+    assert rung.crf == 30.0
+    average = (18000 + 8000 * g) / 12
     assert rung.maxrate_kbps == math.ceil(1.5 * average) and rung.bufsize_kbps == math.ceil(2 * average)
     assert rung.level_idc == 0x1F  # kept from the first encode's codec string (avc1.64001f)
 
@@ -90,18 +91,22 @@ def test_a_rung_under_its_target_by_less_than_the_samplings_error_is_left_alone(
     assert [r.index for r in plan_rework(fitted_plan(target=87.0), same, CONFIG)] == [0, 1]
 
 
-def test_cutting_peaks_that_would_take_the_rung_under_its_target_lowers_every_chunk():
-    results = [result(i, (2000, 2000, 2000), 87.6) for i in range(3)] + [result(3, (2000, 6000, 2000), 87.6)]
-    reworks = plan_rework(fitted_plan(target=87.0), results, CONFIG)
-    assert [r.index for r in reworks] == [0, 1, 2, 3]
-    peak = reworks[3].rungs[0]
-    assert "segment at" in peak.reason and "once its peaks are cut" in peak.reason
-    # 87.6 is over 87 + 0.5; with chunk 3's factor raised (a quarter of the title, 0.75 VMAF a
-    # step about 24) it would not be.
-    raised = peak.crf - reworks[0].rungs[0].crf
-    expected = 87.6 - 0.75 * raised / 4
-    assert reworks[0].rungs[0].reason == f"VMAF 87.6 (+-0.0) under its target 87, {expected:.1f} once its peaks are cut"
-    assert peak.crf > reworks[0].rungs[0].crf  # still the highest factor: its peak comes down
+def test_a_peak_its_own_chunk_cannot_bring_down_is_met_by_more_bits_where_they_are_cheapest():
+    results = [result(i, (2000, 2000, 2000), 90.0) for i in range(3)] + [result(3, (2000, 6000, 2000), 90.0)]
+    reworks = {r.index: r.rungs[0] for r in plan_rework(fitted_plan(target=87.0), results, CONFIG)}
+    # Chunk 3 at the most one rework moves it (8 steps: half its bits) still peaks at 1.57x:
+    # the other chunks, as cheap as each other, are given more bits (lower factors) in turn.
+    assert reworks[3].crf == 24.0 + 8 and reworks[3].reason.startswith("a segment at 2.57x")
+    lowered = {i: 24.0 - r.crf for i, r in reworks.items() if i != 3}
+    assert lowered and all(step > 0 for step in lowered.values())
+    assert all(r.reason.startswith("its segments are the cheapest") for i, r in reworks.items() if i != 3)
+    bits = [6000 * 0.5 * 4] + [2000 * 0.5 * 4] * 2 + [6000 * 2 ** (lowered.get(i, 0.0) / 8) * 4 for i in range(3)]
+    assert 6000 * 0.5 / (sum(bits) / 48) <= 1.35
+
+
+def test_a_single_chunk_is_not_moved_for_its_peaks():
+    """Its segments scale alike: no rate factor of its own changes its peak over its average."""
+    assert plan_rework(fitted_plan(), [result(0, (2000, 4000, 2000), 90.0)], CONFIG) == ()
 
 
 def test_the_rework_is_applied_to_the_chunks_result_and_kept_in_it():

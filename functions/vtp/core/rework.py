@@ -1,24 +1,26 @@
 """A fitted ladder's second look, after the encode map: what missed is encoded again.
 
 The fit predicts each rung's rate and quality from a few frames a chunk; the encoders then
-measure both, every segment's size and VMAF on sampled frames. Two misses are mended, each
-by encoding again only the chunk-rungs concerned (one rung of one chunk is one rung's branch
-of that chunk's encode, no audio, no thumbnails):
+measure both, every segment's size and VMAF on sampled frames. Two misses are mended by
+encoding again only the chunk-rungs concerned (one rung of one chunk is one rung's branch of
+that chunk's encode, no audio, no thumbnails), each at a new rate factor:
 
+- **peaks**: no segment may be over `peak_limit` times the rung's average; a chunk-rung is
+  moved until its segments are within `peak_aim` times it;
 - **quality**: a rung whose measured VMAF is under its target (by the encoders' sampled
-  scores, within `quality_slack`, by more than one standard error) is encoded again in every
-  chunk at a lower rate factor, by what the title's curve says `quality_aim` above the target
-  needs;
-- **peaks**: a chunk whose segment peaks above `peak_limit` times the rung's average (the
-  average it will have once the peaks are cut, found by iterating) is encoded again at the
-  rate factor that brings that segment to `peak_aim` times it.
+  scores, within `quality_slack`, by more than one standard error) is raised until the
+  model says `quality_aim` over it.
 
-Both are mended through the rate factor, from the title's curve for the rung's size (how
-fast rate and VMAF move with it); the VBV cap is the rung's own rule (`maxrate_ratio` and
-`bufsize_ratio`), now on the measured average. A cap tight enough to hold a segment to its
-share was tried first and measured worse: x264's VBV plans ahead conservatively, and a
-buffer that holds one 4 s segment's excess cost the Big Buck Bunny sample's 720p rung 1.3
-VMAF on the whole rung and its second rung 6.
+Both are one allocation per rung, in half steps of rate factor, on a model from the title's
+curve for the rung's size (how fast rate and VMAF move with the rate factor): the chunk
+holding the highest segment is raised (fewer bits); while the rung is short of quality, or
+its peak cannot be brought down further, the chunk whose segments are the cheapest is
+lowered (more bits: where bits are cheapest, as shot-based encoding spends them, and a
+higher average brings the peaks closer to it). The VBV cap is the rung's own rule
+(`maxrate_ratio`, `bufsize_ratio`), on the average the model expects. A cap tight enough to
+hold a segment to its share was tried first and measured worse: x264's VBV plans ahead
+conservatively, and a buffer that holds one 4 s segment's excess cost the Big Buck Bunny
+sample's 720p rung 1.3 VMAF and its second rung 6.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ from vtp.core.manifest import StageFigures
 from vtp.core.plan import ChunkRates, ChunkRework, JobPlan, Rendition, RungRework
 
 MIN_CRF = 10.0
-MAX_CRF_STEP = 8.0  # how far one rework moves a rate factor
+MAX_CRF_STEP = 8.0  # how far one rework moves a chunk's rate factor
 MIN_SLOPE = 0.3  # VMAF per rate factor step, at least (a flat curve would ask for any step)
-ITERATIONS = 8
+STEP = 0.5
+STEPS = 400
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,6 @@ def plan_rework(plan: JobPlan, results: list[ChunkResult], config: PipelineConfi
 
 def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult],
                  config: PipelineConfig) -> dict[int, RungRework]:
-    """Peaks first (a chunk's rate factor raised until its highest segment fits), then quality
-    (every chunk's lowered by the same step, which keeps their segments' proportions)."""
     auto = config.auto
     segments = _segments(results, rendition.name)
     seconds = sum(s.seconds for s in segments)
@@ -71,41 +72,73 @@ def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult]
         return {}
     curve = _curve(plan, rendition)
     crfs = {r.index: (r.rates.crf.get(rendition.name, rendition.crf) if r.rates else rendition.crf) for r in results}
-    lengths = {index: sum(s.seconds for s in segments if s.chunk == index) for index in crfs}
-    capped = _peaks(segments, sum(s.bits for s in segments) / seconds, auto.peak_limit, auto.peak_aim)
-    average = _average_after(segments, capped, auto.peak_aim)
-    raise_by, reasons = {}, {}
-    for index in capped:
-        peak = max(s.bits / s.seconds for s in segments if s.chunk == index)
-        raise_by[index] = _rate_step(curve, crfs[index], auto.peak_aim * average / peak)
-        reasons[index] = f"a segment at {peak / average:.2f}x the rung's average"
-    lower_by, ratio = 0.0, 1.0
+    chunks = sorted({s.chunk for s in segments})
+    length = {i: sum(s.seconds for s in segments if s.chunk == i) for i in chunks}
     measured, error = _measured_vmaf(results, rendition.name)
     target = rendition.target_vmaf
-    if measured is not None and target is not None:
-        slope = _slope(curve, rendition.crf)
-        expected = measured - slope * sum(raise_by.get(i, 0.0) * lengths[i] for i in crfs) / seconds
-        # On evidence, not on noise: a short title has one scored frame a segment, and a few
-        # frames can read points off the whole rung. Under its target means under it by more
-        # than one standard error of the sampling. Every chunk is lowered by the same step:
-        # one chunk's few frames are too few to step it alone (tried: the Big Buck Bunny
-        # sample's chunk read 92.3 on 2 frames, was lowered 8 steps and made a 1.67x peak).
-        if expected + error < target + auto.quality_slack:
-            lower_by, ratio = _quality_step(curve, rendition.crf, target + auto.quality_aim - expected)
-            why = f"VMAF {measured:.1f} (+-{error:.1f}) under its target {target:g}"
-            if expected < measured - 0.05:
-                why += f", {expected:.1f} once its peaks are cut"
-            reasons = {index: "; ".join(filter(None, (reasons.get(index), why))) for index in crfs}
-    # The rung's cap from its average as it will be.
-    average *= ratio
-    maxrate = max(1, math.ceil(auto.maxrate_ratio * average / 1000))
-    bufsize = max(1, math.ceil(auto.bufsize_ratio * average / 1000))
+    wants_quality = measured is not None and target is not None and measured + error < target + auto.quality_slack
+    slope = _slope(curve, rendition.crf)
+    moves = {i: 0.0 for i in chunks}  # + raises the rate factor (fewer bits), - lowers it
+
+    def scale(i: int) -> float:
+        return _rate_ratio(curve, crfs[i], moves[i])
+
+    def average() -> float:
+        return sum(s.bits * scale(s.chunk) for s in segments) / seconds
+
+    def quality() -> float:
+        return (measured or 0.0) - slope * sum(moves[i] * length[i] for i in chunks) / seconds
+
+    def peak() -> tuple[float, int]:
+        top = max(segments, key=lambda s: s.bits * scale(s.chunk) / s.seconds)
+        return top.bits * scale(top.chunk) / top.seconds / average(), top.chunk
+
+    def movable(i: int, step: float) -> bool:
+        return -MAX_CRF_STEP <= moves[i] + step <= MAX_CRF_STEP and crfs[i] + moves[i] + step >= MIN_CRF
+
+    def cheapest(but: int | None = None) -> int | None:
+        """The chunk whose highest segment is the lowest: where bits are cheapest."""
+        options = [i for i in chunks if i != but and movable(i, -STEP)]
+        return min(options, key=lambda i: max(s.bits / s.seconds for s in segments if s.chunk == i) * scale(i),
+                   default=None)
+
+    def lowers_peak(i: int | None, step: float) -> bool:
+        """Move chunk `i` by `step` if that lowers the rung's peak over its average (a chunk
+        whose segments all scale alike cannot lower it alone: its own average moves too)."""
+        if i is None or not movable(i, step):
+            return False
+        before = peak()[0]
+        moves[i] += step
+        if peak()[0] < before - 1e-3:
+            return True
+        moves[i] -= step
+        return False
+
+    peaked: dict[int, float] = {}
+    for _ in range(STEPS):
+        ratio, top = peak()
+        if ratio > (auto.peak_aim if peaked else auto.peak_limit * 0.97):
+            peaked.setdefault(top, ratio)
+            if lowers_peak(top, STEP) or lowers_peak(cheapest(but=top), -STEP):
+                continue
+        if wants_quality and quality() < (target or 0.0) + auto.quality_aim:
+            choice = cheapest()
+            if choice is not None:
+                moves[choice] -= STEP
+                continue
+        break
+    reasons = {i: f"a segment at {peaked[i]:.2f}x the rung's average" for i in peaked if moves[i] > 0}
+    for i in chunks:
+        if moves[i] < 0:
+            reasons[i] = (f"VMAF {measured:.1f} (+-{error:.1f}) under its target {target:g}" if wants_quality
+                          else "its segments are the cheapest: more bits bring the peaks nearer the average")
+    mean = average()
+    maxrate = max(1, math.ceil(auto.maxrate_ratio * mean / 1000))
+    bufsize = max(1, math.ceil(auto.bufsize_ratio * mean / 1000))
     level = _level_idc(results[0].video[rendition.name].codec)
     return {
-        index: RungRework(rendition.name,
-                          round(max(MIN_CRF, crfs[index] + raise_by.get(index, 0.0) - lower_by), 1),
-                          maxrate, bufsize, reason, level)
-        for index, reason in sorted(reasons.items())
+        i: RungRework(rendition.name, round(crfs[i] + moves[i], 1), maxrate, bufsize, reason, level)
+        for i, reason in sorted(reasons.items()) if moves[i] != 0
     }
 
 
@@ -159,46 +192,12 @@ def _slope(curve: Curve | None, crf: float) -> float:
     return max(MIN_SLOPE, (curve.vmaf_at(crf - 1) - curve.vmaf_at(crf + 1)) / 2)
 
 
-def _quality_step(curve: Curve | None, crf: float, wanted: float) -> tuple[float, float]:
-    """How far to lower the rate factor for `wanted` more VMAF, and the rate's growth for it."""
-    step = round(min(MAX_CRF_STEP, wanted / _slope(curve, crf)), 1)
+def _rate_ratio(curve: Curve | None, crf: float, move: float) -> float:
+    """The rate at `crf + move` over the rate at `crf`: x264's rate halves about every 6 steps;
+    the curve says how fast for this title and size."""
     if curve is None:
-        return step, 2 ** (step / 6)
-    return step, curve.kbps_at(crf - step) / max(curve.kbps_at(crf), 1e-6)
-
-
-def _rate_step(curve: Curve | None, crf: float, ratio: float) -> float:
-    """How far to raise the rate factor to scale the rate by `ratio` (< 1): x264's rate halves
-    about every 6 steps; the curve says how fast for this title and size."""
-    if curve is None:
-        return round(min(MAX_CRF_STEP, -6 * math.log2(max(ratio, 1e-3))), 1)
-    step = 0.0
-    while step < MAX_CRF_STEP and curve.kbps_at(crf + step) > ratio * curve.kbps_at(crf):
-        step += 0.1
-    return round(step, 1)
-
-
-def _peaks(segments: list[_Segment], average: float, limit: float, aim: float) -> set[int]:
-    """The chunks to cap: those with a segment over `limit` times the rung's average as it will
-    be once they are capped (capping lowers the average, which can raise others over it)."""
-    capped: set[int] = set()
-    for _ in range(ITERATIONS):
-        after = _average_after(segments, capped, aim, average)
-        over = {s.chunk for s in segments if s.chunk not in capped and s.bits / s.seconds > limit * 0.97 * after}
-        if not over:
-            break
-        capped |= over
-    return capped
-
-
-def _average_after(segments: list[_Segment], capped: set[int], aim: float, average: float | None = None) -> float:
-    """The rung's average once the `capped` chunks' segments are held to `aim` times it."""
-    seconds = sum(s.seconds for s in segments)
-    estimate = average if average is not None else sum(s.bits for s in segments) / seconds
-    for _ in range(ITERATIONS):
-        bits = sum(min(s.bits, aim * estimate * s.seconds) if s.chunk in capped else s.bits for s in segments)
-        estimate = bits / seconds
-    return estimate
+        return 2 ** (-move / 6)
+    return curve.kbps_at(crf + move) / max(curve.kbps_at(crf), 1e-6)
 
 
 def apply_rework(result: ChunkResult, redo: ChunkResult, rework: ChunkRework) -> ChunkResult:
