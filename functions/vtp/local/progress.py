@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-STAGE_LABELS = {"probe": "probe + plan", "encode": "encode chunks", "publish": "publish"}
+STAGE_LABELS = {"probe": "probe + plan", "analyse": "analyse chunks", "encode": "encode chunks",
+                "rework": "encode again", "publish": "publish"}
 
 
 class RichProgress:
