@@ -195,3 +195,35 @@ def test_a_chunk_encoded_again_under_another_cap_fits_with_the_others(clip, smal
     for segment in applied.video[top].segments:
         assert (tmp_path / "out" / top / f"segment_{segment.start}.m4s").stat().st_size == segment.bytes
     assert applied.rates.crf[top] == 20.0 and applied.video[renditions[1].name] == first[1].video[renditions[1].name]
+
+
+def test_the_local_runner_encodes_the_missed_chunk_rungs_again_and_publishes_them(clip, small_config, tmp_path):
+    """With real ffmpeg, through `run_job`: a fitted ladder told to want far more quality than
+    any rung has (`quality_aim` 100) reworks every chunk-rung, each 8 steps lower; the output
+    is whole and plays as the checks expect, and the manifest tells what was done."""
+    import json
+
+    from tests.support.checks import check_against_source
+    from vtp.core.config import LadderMode
+    from vtp.local.runner import run_job
+
+    config = small_config.with_changes(ladder_mode=LadderMode.AUTO, chunk_s=2.0, segment_s=2.0,
+                                       auto=AutoLadder(quality_slack=100.0, quality_aim=100.0))
+    result = run_job(clip("irregular"), tmp_path / "out", config=config, workers=2)
+    assert result.status.value == "COMPLETE", result.error
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    check_against_source(result.folder, clip("irregular"))
+    rework = manifest["ladder"]["rework"]
+    names = [r["name"] for r in manifest["renditions"]]
+    assert rework["chunk_rungs"] == len(result.results) * len(names) and rework["cpu_s"] > 0
+    assert manifest["stages"]["rework"]["chunks"] == len(result.results)
+    fitted = {r["name"]: r["crf"] for r in manifest["ladder"]["rungs"]}
+    for chunk in result.results:
+        assert chunk.rework is not None and {r.name for r in chunk.rework.rungs} == set(names)
+        for rung in chunk.rework.rungs:
+            assert chunk.rates.crf[rung.name] == rung.crf and rung.reason.startswith("VMAF ")
+            # 8 steps under its first factor (the rung's, or at most 4 from it), never under 10.
+            assert 10.0 <= rung.crf <= max(10.0, fitted[rung.name] + 4 - 8)
+    item = rework["items"][0]
+    assert set(item) == {"chunk", "name", "crf", "maxrate_kbps", "bufsize_kbps", "reason", "level_idc"}
+    assert any(line["item"] == "Lambda rework encodes" and line["usd"] > 0 for line in manifest["cost"]["lines"])
