@@ -303,24 +303,17 @@ class TranscodeWorkflow(Construct):
             state.add_catch(failure_path, errors=[sfn.Errors.ALL], result_path="$.error")
         # The failure function names the stage from the state ($.encode: the merge failed, else
         # the encode); a failed analysis or fit says so itself.
-        analysis_failed = sfn.Pass(
-            self,
-            "AnalysisFailed",
-            comment="The job failed in its analysis or fit: the failed stage is analyse.",
-            result=sfn.Result.from_string("analyse"),
-            result_path="$.stage",
-        ).next(failure_path)
-        for state in (analyse_chunks, fit_ladder):
-            state.add_catch(analysis_failed, errors=[sfn.Errors.ALL], result_path="$.error")
-        rework_failed = sfn.Pass(
-            self,
-            "ReworkFailed",
-            comment="The job failed in planning or encoding its rework: the failed stage is rework.",
-            result=sfn.Result.from_string("rework"),
-            result_path="$.stage",
-        ).next(failure_path)
-        for state in (plan_rework, rework_chunks):
-            state.add_catch(rework_failed, errors=[sfn.Errors.ALL], result_path="$.error")
+        def failed_in(name: str, stage: str, comment: str, *states) -> None:
+            said = sfn.Pass(self, name, comment=comment, result=sfn.Result.from_string(stage),
+                            result_path="$.stage").next(failure_path)
+            for state in states:
+                state.add_catch(said, errors=[sfn.Errors.ALL], result_path="$.error")
+
+        failed_in("AnalysisFailed", "analyse", "The job failed in its analysis or fit: the failed stage is analyse.",
+                  analyse_chunks, fit_ladder)
+        failed_in("ReworkFailed", "rework",
+                  "The job failed in planning or encoding its rework: the failed stage is rework.",
+                  plan_rework, rework_chunks)
 
         # Executions started by a splitter that predates the fitted ladder have no analysis_key.
         fitted = sfn.Condition.and_(
