@@ -104,6 +104,19 @@ def test_a_peak_its_own_chunk_cannot_bring_down_is_met_by_more_bits_where_they_a
     assert 6000 * 0.5 / (sum(bits) / 48) <= 1.35
 
 
+def test_cutting_a_peak_that_would_take_the_rung_under_its_target_gives_the_cheapest_chunks_more():
+    # 71.6 is over 71 + 0.5; raising chunk 3 by 5 steps for its peak costs a quarter of the
+    # title 0.75 VMAF a step: 70.7, under it: the other chunks are lowered until 72.5.
+    results = [result(i, (2000, 2000, 2000), 71.6) for i in range(3)] + [result(3, (2000, 4000, 2000), 71.6)]
+    reworks = {r.index: r.rungs[0] for r in plan_rework(fitted_plan(target=71.0), results, CONFIG)}
+    assert reworks[3].crf > 24.0 and reworks[3].reason.startswith("a segment at")
+    lowered = {i: 24.0 - reworks[i].crf for i in range(3) if i in reworks}
+    assert lowered and all(step > 0 for step in lowered.values())
+    assert all(reworks[i].reason == "VMAF 71.6 (+-0.0), under its target 71 once its peaks are cut" for i in lowered)
+    moves = sum(reworks[i].crf - 24.0 for i in reworks) / 4
+    assert 71.6 - 0.75 * moves >= 71.0 + 1.5
+
+
 def test_a_single_chunk_is_not_moved_for_its_peaks():
     """Its segments scale alike: no rate factor of its own changes its peak over its average."""
     assert plan_rework(fitted_plan(), [result(0, (2000, 4000, 2000), 90.0)], CONFIG) == ()

@@ -76,7 +76,6 @@ def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult]
     length = {i: sum(s.seconds for s in segments if s.chunk == i) for i in chunks}
     measured, error = _measured_vmaf(results, rendition.name)
     target = rendition.target_vmaf
-    wants_quality = measured is not None and target is not None and measured + error < target + auto.quality_slack
     slope = _slope(curve, rendition.crf)
     moves = {i: 0.0 for i in chunks}  # + raises the rate factor (fewer bits), - lowers it
 
@@ -114,6 +113,16 @@ def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult]
         moves[i] -= step
         return False
 
+    def short_of_quality() -> bool:
+        """Under the target by more than the sampling's error (as measured, or as the model
+        expects once peaks are cut); once so, until the model says `quality_aim` over it."""
+        nonlocal wants_quality
+        if measured is None or target is None:
+            return False
+        wants_quality = wants_quality or quality() + error < target + auto.quality_slack
+        return wants_quality and quality() < target + auto.quality_aim
+
+    wants_quality = False
     peaked: dict[int, float] = {}
     for _ in range(STEPS):
         ratio, top = peak()
@@ -121,7 +130,7 @@ def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult]
             peaked.setdefault(top, ratio)
             if lowers_peak(top, STEP) or lowers_peak(cheapest(but=top), -STEP):
                 continue
-        if wants_quality and quality() < (target or 0.0) + auto.quality_aim:
+        if short_of_quality():
             choice = cheapest()
             if choice is not None:
                 moves[choice] -= STEP
@@ -130,8 +139,9 @@ def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult]
     reasons = {i: f"a segment at {peaked[i]:.2f}x the rung's average" for i in peaked if moves[i] > 0}
     for i in chunks:
         if moves[i] < 0:
-            reasons[i] = (f"VMAF {measured:.1f} (+-{error:.1f}) under its target {target:g}" if wants_quality
-                          else "its segments are the cheapest: more bits bring the peaks nearer the average")
+            reasons[i] = ("its segments are the cheapest: more bits bring the peaks nearer the average" if not wants_quality
+                          else f"VMAF {measured:.1f} (+-{error:.1f}) under its target {target:g}" if measured + error < target + auto.quality_slack
+                          else f"VMAF {measured:.1f} (+-{error:.1f}), under its target {target:g} once its peaks are cut")
     mean = average()
     maxrate = max(1, math.ceil(auto.maxrate_ratio * mean / 1000))
     bufsize = max(1, math.ceil(auto.bufsize_ratio * mean / 1000))
