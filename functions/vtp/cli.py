@@ -391,7 +391,7 @@ def _rework_text(ladder: dict | None, stages) -> str:
         return "rework none, "
     items = rework["items"]
     quality = sum("VMAF" in item["reason"] for item in items)
-    peaks = sum("segment at" in item["reason"] for item in items)
+    peaks = sum("segment" in item["reason"] for item in items)  # a peak cut, or bits given to cheap chunks
     span = stages.rework.span_s if stages.rework else 0.0
     return (f"rework {span:.1f} s ({rework['chunk_rungs']} chunk-rungs encoded again: {quality} for quality, "
             f"{peaks} for peaks), ")
