@@ -156,6 +156,16 @@ def test_a_size_can_hold_two_rungs_where_it_is_the_cheapest_way_to_a_lower_targe
     assert len(set(names)) == len(names)
 
 
+def test_a_size_holds_two_rungs_at_most():
+    # Only 1080p reaches anything (the others read far too low): two rungs of it, then none.
+    only = [*points("1080p", (400, 200, 100), (99, 95, 90)),
+            *(p for size in ("720p", "480p", "360p") for p in points(size, (300, 150, 75), (40, 35, 30)))]
+    plan = fit_ladder(source(), JobPlan((), CHUNKS), PipelineConfig(auto=AutoLadder(at_least_fixed=False)),
+                      [analysis(0, only)])
+    assert [r.name for r in plan.renditions] == ["1080p", "1080p-2"]
+    assert {d["reason"] for d in plan.fit["dropped"]} == {"no size reaches it within its cap"}
+
+
 def test_no_rung_is_aimed_under_the_fixed_ladders_rung_of_its_rank():
     fixed = (Rung("1080p", 1080, 5000, 20), Rung("720p", 720, 3000, 23))
     config = PipelineConfig(ladder=fixed)

@@ -88,6 +88,7 @@ class AutoLadder:
     vmaf_step: float = 8.0  # each rung's target this much below the one above it
     min_vmaf: float = 50.0  # no rung is aimed lower
     max_rungs: int = 5
+    max_rungs_per_size: int = 2  # a size may hold a second rung; more leave small screens without one
     # A rung is dropped where it saves too little over the rung above it (bit rate ratio).
     min_rate_step: float = 1.5
     resolutions: int = 4  # candidate sizes analysed: the largest that fit the source

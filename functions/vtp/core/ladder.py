@@ -176,6 +176,8 @@ def _cheapest(target: float, sizes: dict[str, Rendition], title: dict[str, Curve
     for name, size in sizes.items():
         if below is not None and size.height > below:
             continue
+        if sum(1 for t in taken if t == name or t.startswith(f"{name}-")) >= config.auto.max_rungs_per_size:
+            continue
         curve = title[name]
         cap = config.auto.caps_kbps.get(_box_height(size), math.inf)
         crf = curve.crf_for_vmaf(target)
