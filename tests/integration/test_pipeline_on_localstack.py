@@ -334,7 +334,7 @@ def test_the_report_page_of_a_cloud_job_plays_every_rung_and_prices_the_job(depl
         (split["wall_s"] * split["memory_mb"] + sum(b["end_s"] - b["start_s"] for b in chunks) * chunks[0]["memory_mb"]
          + merge["wall_s"] * merge["memory_mb"]) / 1024 * price["Lambda encoders"]
         + (2 + runs) * price["Lambda requests"]
-        + (5 + runs) * price["Step Functions"]  # the ladder choice, the map, merge, publish, succeed
+        + (6 + runs) * price["Step Functions"]  # the ladder and rework choices, the map, merge, publish, succeed
         + (split["objects_written"] + 2 + encode["objects_written"] + len(chunks) + merge["objects_written"] + 1 + 3)
         * price["S3 PUT requests"]
         + (sum(f["requests"] - f["objects_written"] for f in (split, encode, merge)) + len(chunks)) * price["S3 GET requests"]
