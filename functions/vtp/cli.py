@@ -149,6 +149,7 @@ def report_complete(out, job_id: str, folder: Path, manifest: Manifest, wall_s: 
     wall = wall_s if wall_s is not None else (stages.total_s if stages else 0.0)
     rungs = ", ".join(
         f"{r.name} {r.measured_bitrate_kbps:.0f} kbit/s" + (f" VMAF {r.quality['vmaf_mean']:.1f}" if r.quality else "")
+        + (f" +-{r.quality['vmaf_error']:.1f}" if r.quality and r.quality.get("vmaf_error") is not None else "")
         + (f" (target {r.target_vmaf:g})" if r.target_vmaf is not None else "")
         for r in manifest.renditions
     )

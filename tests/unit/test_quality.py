@@ -130,4 +130,7 @@ def test_a_rung_s_figures_over_its_chunks():
     assert quality["vmaf_worst_chunk"] == 80.0
     assert quality["vmaf_p5"] == pytest.approx(80 + (90 - 80) * 0.1, abs=0.01)  # numpy's linear percentile
     assert quality["frames_scored"] == 3 and quality["sampling"] == "one segment in 3"
+    # The mean's standard error: the sample standard deviation (6.43) over the root of 3.
+    assert quality["vmaf_error"] == pytest.approx(statistics.stdev([90, 92, 80]) / math.sqrt(3), abs=0.01)
+    assert rung_quality([RungScores((70.0,), (30.0,), (0.9,))], "")["vmaf_error"] is None  # one frame: unknown
     assert rung_quality([RungScores((), (), ())], "") is None

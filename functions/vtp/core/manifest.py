@@ -150,7 +150,7 @@ class RenditionEntry:
     size_bytes: int
     segments: int
     hls_playlist: str
-    # Measured in the encoders (vtp.core.quality): vmaf_mean, vmaf_p5, vmaf_worst_chunk, psnr_db,
+    # Measured in the encoders (vtp.core.quality): vmaf_mean, vmaf_error, vmaf_p5, vmaf_worst_chunk, psnr_db,
     # ssim, frames_scored, sampling; None where it was not measured.
     quality: dict[str, Any] | None = None
     # A fitted rung: its VMAF target, its cap (maxrate), and its rate factor: the rung's and

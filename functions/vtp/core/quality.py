@@ -174,8 +174,9 @@ def _finite_psnr(value: float) -> float:
 
 
 def rung_quality(per_chunk: list[RungScores], note: str) -> dict[str, Any] | None:
-    """The rung over all chunks: VMAF mean and 5th percentile over the scored frames, the worst
-    chunk's mean; PSNR-Y and SSIM means; how many frames were scored and how."""
+    """The rung over all chunks: VMAF mean (and its standard error) and 5th percentile over the
+    scored frames, the worst chunk's mean; PSNR-Y and SSIM means; how many frames were scored
+    and how."""
     chunks = [scores for scores in per_chunk if scores.vmaf]
     vmaf = sorted(v for scores in chunks for v in scores.vmaf)
     if not vmaf:
@@ -184,6 +185,8 @@ def rung_quality(per_chunk: list[RungScores], note: str) -> dict[str, Any] | Non
     ssim = [s for scores in chunks for s in scores.ssim]
     return {
         "vmaf_mean": round(sum(vmaf) / len(vmaf), 2),
+        # The standard error of that mean from the sampling: a short title has few frames scored.
+        "vmaf_error": round(statistics.stdev(vmaf) / math.sqrt(len(vmaf)), 2) if len(vmaf) > 1 else None,
         # statistics' "inclusive" method: linear between the closest ranks (numpy's default).
         "vmaf_p5": round(statistics.quantiles(vmaf, n=20, method="inclusive")[0] if len(vmaf) > 1 else vmaf[0], 2),
         "vmaf_worst_chunk": round(min(sum(s.vmaf) / len(s.vmaf) for s in chunks), 2),
