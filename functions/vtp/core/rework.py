@@ -65,91 +65,112 @@ def plan_rework(plan: JobPlan, results: list[ChunkResult], config: PipelineConfi
 
 def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult],
                  config: PipelineConfig) -> dict[int, RungRework]:
-    auto = config.auto
     segments = _segments(results, rendition.name)
-    seconds = sum(s.seconds for s in segments)
-    if not segments or seconds <= 0:
+    if not segments:
         return {}
-    curve = _curve(plan, rendition)
     crfs = {r.index: (r.rates.crf.get(rendition.name, rendition.crf) if r.rates else rendition.crf) for r in results}
-    chunks = sorted({s.chunk for s in segments})
-    length = {i: sum(s.seconds for s in segments if s.chunk == i) for i in chunks}
     measured, error = _measured_vmaf(results, rendition.name)
-    target = rendition.target_vmaf
-    slope = _slope(curve, rendition.crf)
-    moves = {i: 0.0 for i in chunks}  # + raises the rate factor (fewer bits), - lowers it
-
-    def scale(i: int) -> float:
-        return _rate_ratio(curve, crfs[i], moves[i])
-
-    def average() -> float:
-        return sum(s.bits * scale(s.chunk) for s in segments) / seconds
-
-    def quality() -> float:
-        return (measured or 0.0) - slope * sum(moves[i] * length[i] for i in chunks) / seconds
-
-    def peak() -> tuple[float, int]:
-        top = max(segments, key=lambda s: s.bits * scale(s.chunk) / s.seconds)
-        return top.bits * scale(top.chunk) / top.seconds / average(), top.chunk
-
-    def movable(i: int, step: float) -> bool:
-        return -MAX_CRF_STEP <= moves[i] + step <= MAX_CRF_STEP and crfs[i] + moves[i] + step >= MIN_CRF
-
-    def cheapest(but: int | None = None) -> int | None:
-        """The chunk whose highest segment is the lowest: where bits are cheapest."""
-        options = [i for i in chunks if i != but and movable(i, -STEP)]
-        return min(options, key=lambda i: max(s.bits / s.seconds for s in segments if s.chunk == i) * scale(i),
-                   default=None)
-
-    def lowers_peak(i: int | None, step: float) -> bool:
-        """Move chunk `i` by `step` if that lowers the rung's peak over its average (a chunk
-        whose segments all scale alike cannot lower it alone: its own average moves too)."""
-        if i is None or not movable(i, step):
-            return False
-        before = peak()[0]
-        moves[i] += step
-        if peak()[0] < before - 1e-3:
-            return True
-        moves[i] -= step
-        return False
-
-    def short_of_quality() -> bool:
-        """Under the target by more than the sampling's error (as measured, or as the model
-        expects once peaks are cut); once so, until the model says `quality_aim` over it."""
-        nonlocal wants_quality
-        if measured is None or target is None:
-            return False
-        wants_quality = wants_quality or quality() + error < target + auto.quality_slack
-        return wants_quality and quality() < target + auto.quality_aim
-
-    wants_quality = False
-    peaked: dict[int, float] = {}
-    for _ in range(STEPS):
-        ratio, top = peak()
-        if ratio > (auto.peak_aim if peaked else auto.peak_limit * 0.97):
-            peaked.setdefault(top, ratio)
-            if lowers_peak(top, STEP) or lowers_peak(cheapest(but=top), -STEP):
-                continue
-        if short_of_quality():
-            choice = cheapest()
-            if choice is not None:
-                moves[choice] -= STEP
-                continue
-        break
-    reasons = {i: f"a segment at {peaked[i]:.2f}x the rung's average" for i in peaked if moves[i] > 0}
-    for i in chunks:
-        if moves[i] < 0:
-            reasons[i] = ("its segments are the cheapest: more bits bring the peaks nearer the average" if not wants_quality
-                          else f"VMAF {measured:.1f} (+-{error:.1f}) under its target {target:g}" if measured + error < target + auto.quality_slack
-                          else f"VMAF {measured:.1f} (+-{error:.1f}), under its target {target:g} once its peaks are cut")
-    mean = average()
+    allocation = _Allocation(segments, crfs, _curve(plan, rendition), measured, error, rendition, config)
+    reasons = allocation.run()
+    mean = allocation.average()
+    auto = config.auto
     maxrate = max(1, math.ceil(auto.maxrate_ratio * mean / 1000))
     bufsize = max(1, math.ceil(auto.bufsize_ratio * mean / 1000))
     level = _level_idc(results[0].video[rendition.name].codec)
     return {
-        i: RungRework(rendition.name, round(crfs[i] + moves[i], 1), maxrate, bufsize, reason, level)
-        for i, reason in sorted(reasons.items()) if moves[i] != 0
+        i: RungRework(rendition.name, round(crfs[i] + allocation.moves[i], 1), maxrate, bufsize, reason, level)
+        for i, reason in sorted(reasons.items())
     }
+
+
+class _Allocation:
+    """One rung's chunks' moves of rate factor (+ raises it: fewer bits; - lowers it), on the
+    model of the module's docstring: rates scale by the title's curve, VMAF by its slope."""
+
+    def __init__(self, segments: list[_Segment], crfs: dict[int, float], curve: Curve | None,
+                 measured: float | None, error: float, rendition: Rendition, config: PipelineConfig):
+        self.segments, self.crfs, self.curve = segments, crfs, curve
+        self.measured, self.error, self.target = measured, error, rendition.target_vmaf
+        self.auto = config.auto
+        self.seconds = sum(s.seconds for s in segments)
+        self.chunks = sorted({s.chunk for s in segments})
+        self.length = {i: sum(s.seconds for s in segments if s.chunk == i) for i in self.chunks}
+        self.slope = _slope(curve, rendition.crf)
+        self.moves = {i: 0.0 for i in self.chunks}
+        self.wants_quality = False
+        self.peaked: dict[int, float] = {}
+
+    def scale(self, i: int) -> float:
+        return _rate_ratio(self.curve, self.crfs[i], self.moves[i])
+
+    def average(self) -> float:
+        return sum(s.bits * self.scale(s.chunk) for s in self.segments) / self.seconds
+
+    def quality(self) -> float:
+        return (self.measured or 0.0) - self.slope * sum(self.moves[i] * self.length[i] for i in self.chunks) / self.seconds
+
+    def peak(self) -> tuple[float, int]:
+        top = max(self.segments, key=lambda s: s.bits * self.scale(s.chunk) / s.seconds)
+        return top.bits * self.scale(top.chunk) / top.seconds / self.average(), top.chunk
+
+    def movable(self, i: int, step: float) -> bool:
+        moved = self.moves[i] + step
+        return -MAX_CRF_STEP <= moved <= MAX_CRF_STEP and self.crfs[i] + moved >= MIN_CRF
+
+    def cheapest(self, but: int | None = None) -> int | None:
+        """The chunk whose highest segment is the lowest: where bits are cheapest."""
+        options = [i for i in self.chunks if i != but and self.movable(i, -STEP)]
+        return min(options, key=lambda i: max(s.bits / s.seconds for s in self.segments if s.chunk == i) * self.scale(i),
+                   default=None)
+
+    def lowers_peak(self, i: int | None, step: float) -> bool:
+        """Move chunk `i` by `step` if that lowers the rung's peak over its average (a chunk
+        whose segments all scale alike cannot lower it alone: its own average moves too)."""
+        if i is None or not self.movable(i, step):
+            return False
+        before = self.peak()[0]
+        self.moves[i] += step
+        if self.peak()[0] < before - 1e-3:
+            return True
+        self.moves[i] -= step
+        return False
+
+    def short_of_quality(self) -> bool:
+        """Under the target by more than the sampling's error (as measured, or as the model
+        expects once peaks are cut); once so, until the model says `quality_aim` over it."""
+        if self.measured is None or self.target is None:
+            return False
+        self.wants_quality = self.wants_quality or self.quality() + self.error < self.target + self.auto.quality_slack
+        return self.wants_quality and self.quality() < self.target + self.auto.quality_aim
+
+    def run(self) -> dict[int, str]:
+        """Move in half steps until no segment peaks and the quality is reached, or nothing
+        helps; the moved chunks and why."""
+        for _ in range(STEPS):
+            ratio, top = self.peak()
+            if ratio > (self.auto.peak_aim if self.peaked else self.auto.peak_limit * 0.97):
+                self.peaked.setdefault(top, ratio)
+                if self.lowers_peak(top, STEP) or self.lowers_peak(self.cheapest(but=top), -STEP):
+                    continue
+            if self.short_of_quality():
+                choice = self.cheapest()
+                if choice is not None:
+                    self.moves[choice] -= STEP
+                    continue
+            break
+        reasons = {i: f"a segment at {self.peaked[i]:.2f}x the rung's average" for i in self.peaked if self.moves[i] > 0}
+        for i in self.chunks:
+            if self.moves[i] < 0:
+                reasons[i] = self._lowered_because()
+        return reasons
+
+    def _lowered_because(self) -> str:
+        if not self.wants_quality or self.measured is None or self.target is None:
+            return "its segments are the cheapest: more bits bring the peaks nearer the average"
+        said = f"VMAF {self.measured:.1f} (+-{self.error:.1f})"
+        if self.measured + self.error < self.target + self.auto.quality_slack:
+            return f"{said} under its target {self.target:g}"
+        return f"{said}, under its target {self.target:g} once its peaks are cut"
 
 
 def _segments(results: list[ChunkResult], name: str) -> list[_Segment]:
