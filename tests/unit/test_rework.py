@@ -19,7 +19,8 @@ from vtp.core.ladder import Curve, fit_ladder
 from vtp.core.manifest import StageFigures
 from vtp.core.plan import Chunk, ChunkRates, ChunkRework, JobPlan, Rendition, RungRework
 from vtp.core.quality import RungScores
-from vtp.core.rework import plan_rework, rework_summary
+from vtp.core.publish import rework_summary
+from vtp.core.rework import plan_rework
 
 CONFIG = PipelineConfig()
 SCALE = 90000

@@ -130,7 +130,7 @@ def fit_ladder(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses
         above = rungs[-1] if rungs else None
         target = max(step_target, floors[len(rungs)]) if len(rungs) < len(floors) else step_target
         choice = _cheapest(target, sizes, title, config, below=above.rendition.height if above else None,
-                           top=above is None, taken={r.rendition.name for r in rungs})
+                           top=above is None, above_all=rungs)
         if choice is None:
             # No size reaches this target within its cap: a lower target may be reached.
             dropped.append({"target_vmaf": target, "name": None, "kbps": None,
@@ -169,14 +169,14 @@ def _fixed_floors(fixed: tuple[Rendition, ...], title: dict[str, Curve]) -> list
 
 
 def _cheapest(target: float, sizes: dict[str, Rendition], title: dict[str, Curve], config: PipelineConfig, *,
-              below: int | None, top: bool, taken: set[str]) -> FittedRung | None:
+              below: int | None, top: bool, above_all: list[FittedRung]) -> FittedRung | None:
     """The cheapest candidate no larger than `below` that reaches `target` within its cap. The
     top rung, where none does: the best any size makes at its cap."""
     options = []
     for name, size in sizes.items():
         if below is not None and size.height > below:
             continue
-        if sum(1 for t in taken if t == name or t.startswith(f"{name}-")) >= config.auto.max_rungs_per_size:
+        if sum(1 for rung in above_all if rung.size == name) >= config.auto.max_rungs_per_size:
             continue
         curve = title[name]
         cap = config.auto.caps_kbps.get(_box_height(size), math.inf)
@@ -192,7 +192,7 @@ def _cheapest(target: float, sizes: dict[str, Rendition], title: dict[str, Curve
     # Reaching the target first, then the fewest bits; where none reaches it, the best quality.
     reaching = [o for o in options if not o[0]]
     capped, kbps, minus_vmaf, name, crf = min(reaching, key=lambda o: o[1]) if reaching else min(options, key=lambda o: o[2])
-    return FittedRung(_rung(sizes[name], _free_name(name, taken), crf, kbps, target, config), name, target,
+    return FittedRung(_rung(sizes[name], _free_name(name, {r.rendition.name for r in above_all}), crf, kbps, target, config), name, target,
                       -minus_vmaf, capped)
 
 

@@ -28,7 +28,6 @@ from vtp.core.manifest import (
 from vtp.core.plan import JobPlan, Rendition
 from vtp.core.probe import SourceInfo
 from vtp.core.quality import rung_quality, sampling_note, sampling_stride
-from vtp.core.rework import rework_summary
 from vtp.core.storage import ObjectStore
 from vtp.core.timeline import job_timeline
 
@@ -521,4 +520,16 @@ def _settings(config: PipelineConfig, quality_sampling: str | None, *, fitted: b
         "segment_s": config.segment_s,
         "audio_bitrate_kbps": config.audio_bitrate_kbps,
         "quality_sampling": quality_sampling,  # None: quality not measured
+    }
+
+
+def rework_summary(results: list[ChunkResult]) -> dict[str, Any]:
+    """The manifest's `ladder.rework`: each chunk-rung encoded again and why, and its cost."""
+    reworked = sorted((r for r in results if r.rework), key=lambda r: r.index)
+    figures = sum((r.rework_figures for r in reworked if r.rework_figures), StageFigures())
+    return {
+        "chunk_rungs": sum(len(r.rework.rungs) for r in reworked if r.rework),
+        "items": [{"chunk": r.index, **rung.to_dict()} for r in reworked if r.rework for rung in r.rework.rungs],
+        "cpu_s": round(figures.cpu_s, 3),
+        "wall_s": round(figures.wall_s, 3),
     }

@@ -29,13 +29,12 @@ import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any
 
 from vtp.core.config import PipelineConfig
-from vtp.core.encode import ChunkResult, SegmentFacts
+from vtp.core.encode import ChunkResult
 from vtp.core.ladder import Curve
-from vtp.core.manifest import StageFigures
 from vtp.core.plan import ChunkRates, ChunkRework, JobPlan, Rendition, RungRework
+from vtp.core.publish import timeline
 
 MIN_CRF = 10.0
 MAX_CRF_STEP = 8.0  # how far one rework moves a chunk's rate factor
@@ -174,18 +173,14 @@ class _Allocation:
 
 
 def _segments(results: list[ChunkResult], name: str) -> list[_Segment]:
-    """Every segment of the rung: its chunk, duration (start to next start, as published), bits."""
-    entries: list[tuple[int, SegmentFacts, int, int]] = []
-    for result in results:
-        track = result.video.get(name)
-        if track is None:
-            return []
-        entries += [(result.index, s, track.timescale, track.end) for s in track.segments]
-    found = []
-    for i, (chunk, facts, scale, end) in enumerate(entries):
-        next_start = entries[i + 1][1].start if i + 1 < len(entries) else end
-        found.append(_Segment(chunk, max(next_start - facts.start, 0) / scale, facts.bytes * 8.0))
-    return [s for s in found if s.seconds > 0]
+    """Every segment of the rung as published (publish.timeline: durations from start to
+    start), each with its chunk."""
+    if any(name not in r.video for r in results):
+        return []
+    chunk_of = [r.index for r in results for _ in r.video[name].segments]
+    track = timeline(results, name)
+    return [_Segment(chunk, s.duration / track.timescale, s.bytes * 8.0)
+            for chunk, s in zip(chunk_of, track.segments) if s.duration > 0]
 
 
 def _level_idc(codec: str) -> int:
@@ -243,15 +238,3 @@ def apply_rework(result: ChunkResult, redo: ChunkResult, rework: ChunkRework) ->
         rework=rework, rework_figures=redo.figures, rework_started_at=redo.started_at,
         rework_ended_at=redo.ended_at,
     )
-
-
-def rework_summary(results: list[ChunkResult]) -> dict[str, Any]:
-    """The manifest's `ladder.rework`: each chunk-rung encoded again and why, and its cost."""
-    reworked = sorted((r for r in results if r.rework), key=lambda r: r.index)
-    figures = sum((r.rework_figures for r in reworked if r.rework_figures), StageFigures())
-    return {
-        "chunk_rungs": sum(len(r.rework.rungs) for r in reworked if r.rework),
-        "items": [{"chunk": r.index, **rung.to_dict()} for r in reworked if r.rework for rung in r.rework.rungs],
-        "cpu_s": round(figures.cpu_s, 3),
-        "wall_s": round(figures.wall_s, 3),
-    }
