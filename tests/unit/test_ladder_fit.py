@@ -52,7 +52,9 @@ def test_curves_interpolate_linearly_in_the_rate_factor_and_the_log_of_the_rate(
     assert curve.vmaf_at(38.0) == pytest.approx(74.0)  # the last segment, extended
     # The highest rate factor reaching a target, to a tenth; none beyond what it can reach.
     assert curve.crf_for_vmaf(95.0) == pytest.approx(22.0)
-    assert curve.crf_for_vmaf(99.9) == pytest.approx(15.4)  # extended below the trials, at most EXTEND
+    assert curve.crf_for_vmaf(99.9) == pytest.approx(15.4)  # extended below the trials, at most 6 steps
+    # Above them at most 2: a low target is met there, over it (77), not trusted further out.
+    assert curve.span == (12.0, 36.0) and curve.crf_for_vmaf(70.0) == 36.0
     assert curve.crf_for_vmaf(100.5) is None
     assert curve.kbps_at(curve.crf_for_kbps(3000.0)) <= 3000.0
 

@@ -6,6 +6,7 @@ quality as a floor, and the analysed chunks spread over the title."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -14,8 +15,8 @@ from tests.unit.test_ladder_fit import CHUNKS, TITLE, analysis, points, source
 
 from vtp.core import stages
 from vtp.core.config import AutoLadder, PipelineConfig, Rung
-from vtp.core.encode import ChunkResult, SegmentFacts, Thumbnails, TrackFacts
-from vtp.core.ladder import Curve, fit_ladder
+from vtp.core.encode import ChunkResult, SegmentFacts, Thumbnails, TrackFacts, encoder_options
+from vtp.core.ladder import Curve, curve_of, fit_ladder
 from vtp.core.manifest import StageFigures
 from vtp.core.plan import Chunk, ChunkRates, ChunkRework, JobPlan, Rendition, RungRework
 from vtp.core.quality import RungScores
@@ -53,34 +54,55 @@ def test_a_fixed_ladder_or_a_rung_on_its_target_without_peaks_is_left_alone():
     assert plan_rework(JobPlan(fitted_plan().renditions, fitted_plan().chunks), even, CONFIG) == ()
 
 
-def test_a_chunk_whose_segment_peaks_is_encoded_again_at_a_higher_rate_factor():
+def test_a_segment_that_peaks_is_encoded_again_at_a_higher_rate_factor_in_its_chunk():
     results = [result(i, (2000, 2000, 2000), 90.0) for i in range(3)] + [result(3, (2000, 4000, 2000), 90.0, crf=25.0)]
     [rework] = plan_rework(fitted_plan(), results, CONFIG)
     [rung] = rework.rungs
     assert rework.index == 3 and rung.name == "720p"
     assert rung.reason == f"a segment at {4000 / (26000 / 12):.2f}x the rung's average"
-    # The curve halves the rate every 8 steps: chunk 3 at 2^(-m/8) of its bits puts its peak at
-    # 48000 g / (18000 + 8000 g) of the average, 1.35 at most from g = 0.653: m = 5 (half steps).
-    g = 2 ** (-5 / 8)
-    assert 48000 * g / (18000 + 8000 * g) <= 1.35 < 48000 * 2 ** (-4.5 / 8) / (18000 + 8000 * 2 ** (-4.5 / 8))
-    assert rung.crf == 30.0
-    average = (18000 + 8000 * g) / 12
+    # The curve halves the rate every 8 steps: the segment at 2^(-m/8) of its bits puts its peak
+    # at 48000 g / (22000 + 4000 g) of the average, 1.35 at most from g = 0.697: m = 4.5 (half steps).
+    g = 2 ** (-4.5 / 8)
+    assert 48000 * g / (22000 + 4000 * g) <= 1.35 < 48000 * 2 ** (-4 / 8) / (22000 + 4000 * 2 ** (-4 / 8))
+    # The chunk keeps its rate factor; the segment's frames (the second 100) get their own: x264 zones.
+    assert rung.crf == 25.0 and rung.zones == ((100, 199, 29.5),)
+    average = (22000 + 4000 * g) / 12
     assert rung.maxrate_kbps == math.ceil(1.5 * average) and rung.bufsize_kbps == math.ceil(2 * average)
     assert rung.level_idc == 0x1F  # kept from the first encode's codec string (avc1.64001f)
+    # Zones travel with the rework's document and reach the encoder's x264 settings.
+    assert RungRework.from_dict(rung.to_dict()) == rung
+    [rendition] = rework.renditions(fitted_plan())
+    options = encoder_options(rendition, source(), CONFIG, crf=rung.crf)
+    assert options["crf"] == 25 and options["x264-params"].endswith(":zones=100,199,crf=29.5")
+
+
+def segment_crfs(rung: RungRework, segments: int = 3, frames: int = 100) -> list[float]:
+    """Each segment's rate factor in a reworked chunk: its zone's, else the chunk's."""
+    zones = {first: crf for first, _, crf in rung.zones}
+    return [zones.get(k * frames, rung.crf) for k in range(segments)]
+
+
+def model_rates(rates: tuple[float, ...], moves: list[float]) -> list[float]:
+    """The segments' rates after their moves, as the rework's model scales them (CURVE)."""
+    curve = Curve(*(tuple(p[k] for p in CURVE) for k in range(3)))
+    return [rate * curve.kbps_at(24.0 + move) / curve.kbps_at(24.0) for rate, move in zip(rates, moves)]
 
 
 def test_a_rung_under_its_target_is_encoded_again_in_every_chunk_by_the_curves_step():
     results = [result(i, (2000, 2100, 1900), 84.0, crf=23.0 + i) for i in range(4)]
     reworks = plan_rework(fitted_plan(target=87.0), results, CONFIG)
     assert [r.index for r in reworks] == [0, 1, 2, 3]
-    # 87 + 1.5 - 84 = 4.5 VMAF at 0.75 a step about CRF 24 (90 at 26, 96 at 18): every chunk
-    # 6 steps lower.
-    assert [r.rungs[0].crf for r in reworks] == pytest.approx([17.0, 18.0, 19.0, 20.0])
     assert all(r.rungs[0].reason == "VMAF 84.0 (+-0.0) under its target 87" for r in reworks)
-    # Its cap grows with the rate the curve gives the lower factor.
-    curve = Curve(*(tuple(p[k] for p in CURVE) for k in range(3)))
-    ratio = curve.kbps_at(18.0) / curve.kbps_at(24.0)
-    assert reworks[0].rungs[0].maxrate_kbps == math.ceil(1.5 * 2000 * ratio)
+    # 87 + 1.5 - 84 = 4.5 VMAF at 0.75 a step about CRF 24 (90 at 26, 96 at 18): 6 steps lower
+    # on average over the segments, the cheapest segments first (1900 lowered most, 2100 least).
+    moves = [crf - (23.0 + r.index) for r in reworks for crf in segment_crfs(r.rungs[0])]
+    assert sum(moves) / len(moves) == pytest.approx(-6.0)
+    for r in reworks:
+        low, mid, high = (crf - (23.0 + r.index) for crf in (segment_crfs(r.rungs[0])[k] for k in (2, 0, 1)))
+        assert low <= mid <= high < 0
+    # Its cap grows with the rate the curve gives the lower factors.
+    average = sum(model_rates((2000, 2100, 1900) * 4, moves)) / 12
+    assert reworks[0].rungs[0].maxrate_kbps == math.ceil(1.5 * average) > 3000
 
 
 def test_a_rung_under_its_target_by_less_than_the_samplings_error_is_left_alone():
@@ -92,35 +114,39 @@ def test_a_rung_under_its_target_by_less_than_the_samplings_error_is_left_alone(
     assert [r.index for r in plan_rework(fitted_plan(target=87.0), same, CONFIG)] == [0, 1]
 
 
-def test_a_peak_its_own_chunk_cannot_bring_down_is_met_by_more_bits_where_they_are_cheapest():
-    results = [result(i, (2000, 2000, 2000), 90.0) for i in range(3)] + [result(3, (2000, 6000, 2000), 90.0)]
+def test_a_peak_its_segments_most_move_cannot_bring_down_is_met_by_more_bits_where_they_are_cheapest():
+    rates = (2000, 2000, 2000) * 3 + (2000, 6000, 2000)
+    results = [result(i, rates[3 * i: 3 * i + 3], 90.0) for i in range(4)]
     reworks = {r.index: r.rungs[0] for r in plan_rework(fitted_plan(target=87.0), results, CONFIG)}
-    # Chunk 3 at the most one rework moves it (8 steps: half its bits) still peaks at 1.57x:
-    # the other chunks, as cheap as each other, are given more bits (lower factors) in turn.
-    assert reworks[3].crf == 24.0 + 8 and reworks[3].reason.startswith("a segment at 2.57x")
-    lowered = {i: 24.0 - r.crf for i, r in reworks.items() if i != 3}
-    assert lowered and all(step > 0 for step in lowered.values())
+    # The segment at the most one rework moves it (8 steps: half its bits) still peaks at 1.44x:
+    # the other segments, as cheap as each other, are given more bits (lower factors) in turn.
+    assert segment_crfs(reworks[3])[1] == 24.0 + 8 and reworks[3].reason.startswith("a segment at 2.57x")
+    moves = [crf - 24.0 for i in range(4) for crf in (segment_crfs(reworks[i]) if i in reworks else [24.0] * 3)]
+    assert all(move < 0 for k, move in enumerate(moves) if k != 10)
     assert all(r.reason.startswith("its segments are the cheapest") for i, r in reworks.items() if i != 3)
-    bits = [6000 * 0.5 * 4] + [2000 * 0.5 * 4] * 2 + [6000 * 2 ** (lowered.get(i, 0.0) / 8) * 4 for i in range(3)]
-    assert 6000 * 0.5 / (sum(bits) / 48) <= 1.35
+    after = model_rates(rates, moves)
+    assert max(after) / (sum(after) / 12) <= 1.35
 
 
-def test_cutting_a_peak_that_would_take_the_rung_under_its_target_gives_the_cheapest_chunks_more():
-    # 71.6 is over 71 + 0.5; raising chunk 3 by 5 steps for its peak costs a quarter of the
-    # title 0.75 VMAF a step: 70.7, under it: the other chunks are lowered until 72.5.
+def test_cutting_a_peak_that_would_take_the_rung_under_its_target_gives_the_cheapest_segments_more():
+    # 71.6 is over 71 + 0.5; raising the peak segment for its peak costs a twelfth of the
+    # title 0.75 VMAF a step: under it: the other segments are lowered until 72.5.
     results = [result(i, (2000, 2000, 2000), 71.6) for i in range(3)] + [result(3, (2000, 4000, 2000), 71.6)]
     reworks = {r.index: r.rungs[0] for r in plan_rework(fitted_plan(target=71.0), results, CONFIG)}
-    assert reworks[3].crf > 24.0 and reworks[3].reason.startswith("a segment at")
-    lowered = {i: 24.0 - reworks[i].crf for i in range(3) if i in reworks}
-    assert lowered and all(step > 0 for step in lowered.values())
-    assert all(reworks[i].reason == "VMAF 71.6 (+-0.0), under its target 71 once its peaks are cut" for i in lowered)
-    moves = sum(reworks[i].crf - 24.0 for i in reworks) / 4
-    assert 71.6 - 0.75 * moves >= 71.0 + 1.5
+    assert segment_crfs(reworks[3])[1] > 24.0 and reworks[3].reason.startswith("a segment at")
+    assert all(reworks[i].reason == "VMAF 71.6 (+-0.0), under its target 71 once its peaks are cut" for i in range(3))
+    moves = [crf - 24.0 for i in range(4) for crf in segment_crfs(reworks[i])]
+    assert 71.6 - 0.75 * sum(moves) / 12 >= 71.0 + 1.5
+    assert all(move < 0 for k, move in enumerate(moves) if k != 10)
 
 
-def test_a_single_chunk_is_not_moved_for_its_peaks():
-    """Its segments scale alike: no rate factor of its own changes its peak over its average."""
-    assert plan_rework(fitted_plan(), [result(0, (2000, 4000, 2000), 90.0)], CONFIG) == ()
+def test_a_single_chunks_peak_is_cut_by_its_own_segments_rate_factor():
+    """Its other segments keep theirs: a zone holds the one that peaks."""
+    [rework] = plan_rework(fitted_plan(), [result(0, (2000, 4000, 2000), 90.0)], CONFIG)
+    [rung] = rework.rungs
+    assert rung.crf == 24.0 and rung.zones == ((100, 199, 26.5),)
+    after = model_rates((2000, 4000, 2000), [0.0, 2.5, 0.0])
+    assert max(after) / (sum(after) / 3) <= 1.35
 
 
 def test_the_rework_is_applied_to_the_chunks_result_and_kept_in_it():
@@ -180,6 +206,45 @@ def test_no_rung_is_aimed_under_the_fixed_ladders_rung_of_its_rank():
     assert [r["target_vmaf"] for r in free.fit["rungs"][:2]] == [95.0, 87.0]
 
 
+def test_a_rung_held_up_to_the_fixed_ladders_floor_is_kept_closer_to_the_rung_above():
+    """A screen recording: the fixed ladder's 720p costs more than its 1080p; the rung that
+    matches it is a second 1080p only 1.35x under the top, kept (`min_floor_step` 1.2) where
+    the floor holds it up, dropped (`min_rate_step` 1.5) where nothing does."""
+    screen = [
+        *points("1080p", (300, 260, 220), (99, 97.5, 91.5)),
+        *points("720p", (700, 290, 120), (90, 86, 77)),
+        *points("480p", (290, 105, 57), (80, 74, 59)),
+        *points("360p", (250, 84, 40), (68, 60, 47)),
+    ]
+    fixed = (Rung("1080p", 1080, 5000, 20), Rung("720p", 720, 3000, 23))
+    floored = fit_ladder(source(), JobPlan((), CHUNKS), PipelineConfig(ladder=fixed), [analysis(0, screen)])
+    top, second = floored.fit["rungs"][:2]
+    # 720p at CRF 23 is predicted 87.5: the second rung's target. 1080p reaches it at the
+    # curve's ceiling (36: 90), 720p only at 23 (400 kbit/s, more than the top's).
+    assert (top["name"], second["name"], second["target_vmaf"], second["crf"]) == ("1080p", "1080p-2", 87.5, 36.0)
+    assert 1.2 <= top["predicted_kbps"] / second["predicted_kbps"] < 1.5
+    free = fit_ladder(source(), JobPlan((), CHUNKS), PipelineConfig(ladder=fixed, auto=AutoLadder(at_least_fixed=False)),
+                      [analysis(0, screen)])
+    assert "1080p-2" not in [r["name"] for r in free.fit["rungs"]]
+    assert {"target_vmaf": 87.0, "name": "1080p-2", "kbps": second["predicted_kbps"],
+            "reason": "saves less than 1.5x over 1080p"} in free.fit["dropped"]
+
+
+def test_a_rungs_cap_leaves_room_for_its_hardest_analysed_chunk():
+    """Still and busy chunks (a screen recording's): the cap from the average would crush the
+    busy one; it is at least 1.25x what that chunk is predicted to need."""
+    def scaled(factor: float) -> list:
+        return [dataclasses.replace(p, kbps=p.kbps * factor) for p in TITLE]
+
+    plan = fit_ladder(source(), JobPlan((), CHUNKS), CONFIG, [analysis(0, scaled(0.2)), analysis(1, scaled(1.8))])
+    top = plan.renditions[0]
+    assert plan.rates_for(1).crf[top.name] == top.crf  # the same quality curve: the rung's factor
+    hard = curve_of([p for p in scaled(1.8) if p.rendition == "1080p"]).kbps_at(top.crf)
+    assert top.maxrate_kbps == math.ceil(1.25 * hard) > 1.5 * top.bitrate_kbps
+    assert top.bufsize_kbps == math.ceil(top.maxrate_kbps * 2.0 / 1.5)
+    assert plan.fit["rungs"][0]["maxrate_kbps"] == top.maxrate_kbps
+
+
 @pytest.mark.parametrize(("count", "every", "expected"), [
     (1, 3, [0]), (2, 3, [0]), (5, 3, [1, 3]), (6, 3, [1, 4]), (7, 2, [0, 2, 4, 5]), (9, 3, [1, 4, 7]),
 ])
@@ -221,6 +286,40 @@ def test_a_chunk_encoded_again_under_another_cap_fits_with_the_others(clip, smal
     assert applied.rates.crf[top] == 20.0 and applied.video[renditions[1].name] == first[1].video[renditions[1].name]
 
 
+def test_a_zone_encodes_one_segment_of_a_chunk_at_its_own_rate_factor(clip, small_config, tmp_path):
+    """With real ffmpeg: a two-segment chunk encoded again with its second segment's frames in
+    a zone at a far higher rate factor: that segment shrinks, the first stays as it was, and
+    the chunk still fits (same init, same segment boundaries)."""
+    import dataclasses
+
+    from vtp.core.publish import check_results
+    from vtp.core.source import local_source
+    from vtp.core.storage import FolderStore
+
+    source = local_source(clip("silent"))
+    config = dataclasses.replace(small_config, chunk_s=2.0, segment_s=1.0)
+    info, plan, _ = stages.inspect(source, config)
+    renditions = tuple(dataclasses.replace(r, target_vmaf=50.0, maxrate_kbps=900, bufsize_kbps=1200) for r in plan.renditions)
+    plan = JobPlan(renditions, plan.chunks, fit={"mode": "auto", "rungs": [], "curves": {}})
+    [chunk] = plan.chunks
+    out = FolderStore(tmp_path / "out")
+    top = renditions[0].name
+    first = stages.encode_chunk(source, chunk, info, plan, config, scratch=tmp_path / "first", output=out)
+    level = int(first.video[top].codec[-2:], 16)
+    even = ChunkRework(0, (RungRework(top, 20.0, 900, 1200, "by hand", level),))
+    plain = stages.rework_chunk(source, chunk, info, plan, config, even, scratch=tmp_path / "plain", output=out)
+    one, two = plain.video[top].segments
+    assert len(first.video[top].segments) == 2
+    zoned = ChunkRework(0, (RungRework(top, 20.0, 900, 1200, "by hand", level, ((one.frames, one.frames + two.frames - 1, 40.0),)),))
+    redo = stages.rework_chunk(source, chunk, info, plan, config, zoned, scratch=tmp_path / "zoned", output=out)
+    again_one, again_two = redo.video[top].segments
+    assert (again_one.start, again_one.frames, again_two.start, again_two.frames) == (one.start, one.frames, two.start, two.frames)
+    assert abs(again_one.bytes - one.bytes) <= 0.05 * one.bytes  # the first segment at 20, as before
+    assert again_two.bytes < 0.5 * two.bytes  # the second at 40
+    check_results([stages.apply_rework(first, redo, zoned)], plan)
+    assert redo.video[top].init_sha256 == first.video[top].init_sha256
+
+
 def test_the_local_runner_encodes_the_missed_chunk_rungs_again_and_publishes_them(clip, small_config, tmp_path):
     """With real ffmpeg, through `run_job`: a fitted ladder told to want far more quality than
     any rung has (`quality_aim` 100) reworks every chunk-rung, each 8 steps lower; the output
@@ -249,5 +348,5 @@ def test_the_local_runner_encodes_the_missed_chunk_rungs_again_and_publishes_the
             # 8 steps under its first factor (the rung's, or at most 4 from it), never under 10.
             assert 10.0 <= rung.crf <= max(10.0, fitted[rung.name] + 4 - 8)
     item = rework["items"][0]
-    assert set(item) == {"chunk", "name", "crf", "maxrate_kbps", "bufsize_kbps", "reason", "level_idc"}
+    assert set(item) == {"chunk", "name", "crf", "maxrate_kbps", "bufsize_kbps", "reason", "level_idc", "zones"}
     assert any(line["item"] == "Lambda rework encodes" and line["usd"] > 0 for line in manifest["cost"]["lines"])

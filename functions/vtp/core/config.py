@@ -91,6 +91,7 @@ class AutoLadder:
     max_rungs_per_size: int = 2  # a size may hold a second rung; more leave small screens without one
     # A rung is dropped where it saves too little over the rung above it (bit rate ratio).
     min_rate_step: float = 1.5
+    min_floor_step: float = 1.2  # the same for a rung held up to the fixed ladder's (`at_least_fixed`)
     resolutions: int = 4  # candidate sizes analysed: the largest that fit the source
     crfs: tuple[float, ...] = (18.0, 26.0, 34.0)  # rate factors each candidate is tried at
     frames: int = 8  # frames per analysis window: their sizes give the rates, 5 of them the quality
@@ -103,6 +104,7 @@ class AutoLadder:
     # Capped VBR: peak rate and buffer as multiples of the rung's fitted average rate.
     maxrate_ratio: float = 1.5
     bufsize_ratio: float = 2.0
+    hard_chunk_headroom: float = 1.25  # the cap is at least this times the hardest analysed chunk's rate
     # Never under the fixed ladder: each rung's target is at least the quality the analysis
     # predicts for the fixed ladder's rung of the same rank (easy content: the fixed ladder's
     # rate factors already make VMAF 98; the fitted ladder saves on the rungs below it).
@@ -171,6 +173,7 @@ class PipelineConfig:
             problems.append(f"chunk length {self.chunk_s} s is not a multiple of the segment {self.segment_s} s")
         auto = self.auto
         if not (0 < auto.top_vmaf <= 100 and auto.vmaf_step > 0 and auto.max_rungs >= 1 and auto.min_rate_step >= 1
+                and auto.min_floor_step >= 1
                 and len(auto.crfs) >= 2 and auto.frames >= 6 and auto.windows_per_chunk >= 1 and auto.resolutions >= 1):
             problems.append("the fitted ladder's settings are out of range (VMAF target 0-100, 2+ rate factors, 6+ frames)")
         if self.quality_samples < 0 or self.quality_max_stride < 1:

@@ -261,6 +261,9 @@ def encoder_options(
         options.update({"crf": rate_factor, "maxrate": f"{bitrate}k", "bufsize": f"{2 * bitrate}k"})
     else:
         options.update({"b:v": f"{bitrate}k", "maxrate": f"{bitrate * 3 // 2}k", "bufsize": f"{2 * bitrate}k"})
+    if rendition.zones:
+        zones = "/".join(f"{first},{last},crf={_crf_value(crf)}" for first, last, crf in rendition.zones)
+        options["x264-params"] = f"{options['x264-params']}:zones={zones}"
     if rendition.level_idc:
         options["level"] = f"{rendition.level_idc / 10:g}"
     if config.encoder_threads:

@@ -37,6 +37,9 @@ def short_tail_s(config: PipelineConfig) -> float:
     return SHORT_TAIL_GOPS * config.gop_s
 
 
+Zone = tuple[int, int, float]  # first frame, last frame, rate factor
+
+
 @dataclass(frozen=True)
 class Rendition:
     name: str
@@ -55,6 +58,10 @@ class Rendition:
     # The H.264 level to write (level_idc: 31 is 3.1); 0: x264's own choice, which follows
     # the cap (a chunk encoded again under another cap must keep the rung's init).
     level_idc: int = 0
+    # A rework's rate factors for parts of one chunk (first frame, last frame, rate factor;
+    # frames counted from the chunk's first): x264 zones, so one segment over its share is
+    # encoded at a higher factor than the rest of its chunk.
+    zones: tuple[Zone, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,15 +110,18 @@ class RungRework:
     bufsize_kbps: int
     reason: str
     level_idc: int = 0  # the rung's level as its first encode wrote it (kept: the same init)
+    zones: tuple[Zone, ...] = ()  # segments at another rate factor than `crf` (Rendition.zones)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "crf": self.crf, "maxrate_kbps": self.maxrate_kbps,
-                "bufsize_kbps": self.bufsize_kbps, "reason": self.reason, "level_idc": self.level_idc}
+                "bufsize_kbps": self.bufsize_kbps, "reason": self.reason, "level_idc": self.level_idc,
+                "zones": [list(zone) for zone in self.zones]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RungRework":
+        zones = tuple((int(a), int(b), float(crf)) for a, b, crf in data.get("zones", ()))
         return cls(data["name"], float(data["crf"]), int(data["maxrate_kbps"]), int(data["bufsize_kbps"]),
-                   data["reason"], int(data.get("level_idc", 0)))
+                   data["reason"], int(data.get("level_idc", 0)), zones)
 
 
 @dataclass(frozen=True)
@@ -132,7 +142,8 @@ class ChunkRework:
         return tuple(
             Rendition(r.name, r.width, r.height, r.bitrate_kbps, caps[r.name].crf, r.sample_aspect,
                       target_vmaf=r.target_vmaf, maxrate_kbps=caps[r.name].maxrate_kbps,
-                      bufsize_kbps=caps[r.name].bufsize_kbps, level_idc=caps[r.name].level_idc)
+                      bufsize_kbps=caps[r.name].bufsize_kbps, level_idc=caps[r.name].level_idc,
+                      zones=caps[r.name].zones)
             for r in plan.renditions if r.name in caps
         )
 
@@ -159,7 +170,8 @@ class JobPlan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobPlan":
         return cls(
-            renditions=tuple(Rendition(**r) for r in data["renditions"]),
+            renditions=tuple(Rendition(**{**r, "zones": tuple((int(a), int(b), float(c)) for a, b, c in r.get("zones", ()))})
+                             for r in data["renditions"]),
             chunks=tuple(Chunk.from_dict(c) for c in data["chunks"]),
             rates=tuple(ChunkRates.from_dict(r) for r in data.get("rates", ())),
             fit=data.get("fit"),

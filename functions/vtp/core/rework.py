@@ -33,14 +33,19 @@ from dataclasses import dataclass
 from vtp.core.config import PipelineConfig
 from vtp.core.encode import ChunkResult
 from vtp.core.ladder import Curve
-from vtp.core.plan import ChunkRates, ChunkRework, JobPlan, Rendition, RungRework
+from vtp.core.plan import ChunkRates, ChunkRework, JobPlan, Rendition, RungRework, Zone
 from vtp.core.publish import timeline
 
 MIN_CRF = 10.0
-MAX_CRF_STEP = 8.0  # how far one rework moves a chunk's rate factor
+MAX_CRF = 51.0
+MAX_CRF_STEP = 8.0  # how far one rework moves a segment's rate factor
 MIN_SLOPE = 0.3  # VMAF per rate factor step, at least (a flat curve would ask for any step)
+# Past the highest trial factor, VMAF is taken to fall at least this fast per step (the
+# curve's straight extension is too hopeful there: a screen recording's 1080p measured 4).
+CLIFF_SLOPE = 3.0
+OVERRUN = 2.0  # a segment may be raised this far past the curve's span (its own quality, not the rung's)
 STEP = 0.5
-STEPS = 400
+STEPS = 600
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class _Segment:
     chunk: int
     seconds: float
     bits: float
+    first_frame: int  # in its chunk's encode
+    frames: int
 
 
 def plan_rework(plan: JobPlan, results: list[ChunkResult], config: PipelineConfig) -> tuple[ChunkRework, ...]:
@@ -73,17 +80,20 @@ def _rung_rework(rendition: Rendition, plan: JobPlan, results: list[ChunkResult]
     reasons = allocation.run()
     mean = allocation.average()
     auto = config.auto
-    maxrate = max(1, math.ceil(auto.maxrate_ratio * mean / 1000))
-    bufsize = max(1, math.ceil(auto.bufsize_ratio * mean / 1000))
+    # Not under the rung's own cap (the hardest chunk's headroom): a rework moves rate factors;
+    # the cap only keeps a burst within the buffer.
+    maxrate = max(rendition.maxrate_kbps, math.ceil(auto.maxrate_ratio * mean / 1000))
+    bufsize = max(rendition.bufsize_kbps, math.ceil(auto.bufsize_ratio * mean / 1000))
     level = _level_idc(results[0].video[rendition.name].codec)
-    return {
-        i: RungRework(rendition.name, round(crfs[i] + allocation.moves[i], 1), maxrate, bufsize, reason, level)
-        for i, reason in sorted(reasons.items())
-    }
+    reworks = {}
+    for chunk, reason in sorted(reasons.items()):
+        crf, zones = allocation.chunk_rates(chunk)
+        reworks[chunk] = RungRework(rendition.name, crf, maxrate, bufsize, reason, level, zones)
+    return reworks
 
 
 class _Allocation:
-    """One rung's chunks' moves of rate factor (+ raises it: fewer bits; - lowers it), on the
+    """One rung's segments' moves of rate factor (+ raises it: fewer bits; - lowers it), on the
     model of the module's docstring: rates scale by the title's curve, VMAF by its slope."""
 
     def __init__(self, segments: list[_Segment], crfs: dict[int, float], curve: Curve | None,
@@ -92,46 +102,61 @@ class _Allocation:
         self.measured, self.error, self.target = measured, error, rendition.target_vmaf
         self.auto = config.auto
         self.seconds = sum(s.seconds for s in segments)
-        self.chunks = sorted({s.chunk for s in segments})
-        self.length = {i: sum(s.seconds for s in segments if s.chunk == i) for i in self.chunks}
         self.slope = _slope(curve, rendition.crf)
-        self.moves = {i: 0.0 for i in self.chunks}
+        self.last_trial = curve.crf[-1] if curve else MAX_CRF
+        self.ceiling = curve.span[1] + OVERRUN if curve else MAX_CRF
+        self.moves = [0.0] * len(segments)
         self.wants_quality = False
-        self.peaked: dict[int, float] = {}
+        self.peaked: dict[int, float] = {}  # segment: its ratio when first found over the limit
 
-    def scale(self, i: int) -> float:
-        return _rate_ratio(self.curve, self.crfs[i], self.moves[i])
+    def crf(self, j: int) -> float:
+        return self.crfs[self.segments[j].chunk]
+
+    def rate(self, j: int) -> float:
+        segment = self.segments[j]
+        return segment.bits * _rate_ratio(self.curve, self.crf(j), self.moves[j]) / segment.seconds
 
     def average(self) -> float:
-        return sum(s.bits * self.scale(s.chunk) for s in self.segments) / self.seconds
+        return sum(self.rate(j) * s.seconds for j, s in enumerate(self.segments)) / self.seconds
+
+    def loss(self, j: int) -> float:
+        """VMAF the segment's move costs (negative: gains): the slope, steeper past the last trial factor."""
+        crf, move = self.crf(j), self.moves[j]
+        past = max(0.0, crf + move - max(crf, self.last_trial))
+        return self.slope * move + max(0.0, CLIFF_SLOPE - self.slope) * past
 
     def quality(self) -> float:
-        return (self.measured or 0.0) - self.slope * sum(self.moves[i] * self.length[i] for i in self.chunks) / self.seconds
+        return (self.measured or 0.0) - sum(self.loss(j) * s.seconds for j, s in enumerate(self.segments)) / self.seconds
 
     def peak(self) -> tuple[float, int]:
-        top = max(self.segments, key=lambda s: s.bits * self.scale(s.chunk) / s.seconds)
-        return top.bits * self.scale(top.chunk) / top.seconds / self.average(), top.chunk
+        top = max(range(len(self.segments)), key=self.rate)
+        return self.rate(top) / self.average(), top
 
-    def movable(self, i: int, step: float) -> bool:
-        moved = self.moves[i] + step
-        return -MAX_CRF_STEP <= moved <= MAX_CRF_STEP and self.crfs[i] + moved >= MIN_CRF
+    def movable(self, j: int, step: float) -> bool:
+        moved = self.moves[j] + step
+        # Not far past the curve's span: where nothing was measured a picture can fall off a cliff.
+        return -MAX_CRF_STEP <= moved <= MAX_CRF_STEP and MIN_CRF <= self.crf(j) + moved <= self.ceiling
 
     def cheapest(self, but: int | None = None) -> int | None:
-        """The chunk whose highest segment is the lowest: where bits are cheapest."""
-        options = [i for i in self.chunks if i != but and self.movable(i, -STEP)]
-        return min(options, key=lambda i: max(s.bits / s.seconds for s in self.segments if s.chunk == i) * self.scale(i),
-                   default=None)
+        """The segment of the lowest rate: where bits are cheapest."""
+        options = [j for j in range(len(self.segments)) if j != but and self.movable(j, -STEP)]
+        return min(options, key=self.rate, default=None)
 
-    def lowers_peak(self, i: int | None, step: float) -> bool:
-        """Move chunk `i` by `step` if that lowers the rung's peak over its average (a chunk
-        whose segments all scale alike cannot lower it alone: its own average moves too)."""
-        if i is None or not self.movable(i, step):
+    def excess(self, limit: float) -> float:
+        """How far the segments are over `limit` times the average, in all (several segments
+        can peak alike: cutting one does not lower the highest, but it is still a step)."""
+        average = self.average()
+        return sum(max(0.0, self.rate(j) / average - limit) * s.seconds for j, s in enumerate(self.segments))
+
+    def lowers_peaks(self, j: int | None, step: float, limit: float) -> bool:
+        """Move segment `j` by `step` if that lowers the segments' excess over `limit`."""
+        if j is None or not self.movable(j, step):
             return False
-        before = self.peak()[0]
-        self.moves[i] += step
-        if self.peak()[0] < before - 1e-3:
+        before = self.excess(limit)
+        self.moves[j] += step
+        if self.excess(limit) < before * (1 - 1e-4):
             return True
-        self.moves[i] -= step
+        self.moves[j] -= step
         return False
 
     def short_of_quality(self) -> bool:
@@ -144,12 +169,13 @@ class _Allocation:
 
     def run(self) -> dict[int, str]:
         """Move in half steps until no segment peaks and the quality is reached, or nothing
-        helps; the moved chunks and why."""
+        helps; the chunks with a moved segment and why."""
         for _ in range(STEPS):
             ratio, top = self.peak()
-            if ratio > (self.auto.peak_aim if self.peaked else self.auto.peak_limit * 0.97):
+            limit = self.auto.peak_aim if self.peaked else self.auto.peak_limit * 0.97
+            if ratio > limit:
                 self.peaked.setdefault(top, ratio)
-                if self.lowers_peak(top, STEP) or self.lowers_peak(self.cheapest(but=top), -STEP):
+                if self.lowers_peaks(top, STEP, limit) or self.lowers_peaks(self.cheapest(but=top), -STEP, limit):
                     continue
             if self.short_of_quality():
                 choice = self.cheapest()
@@ -157,11 +183,24 @@ class _Allocation:
                     self.moves[choice] -= STEP
                     continue
             break
-        reasons = {i: f"a segment at {self.peaked[i]:.2f}x the rung's average" for i in self.peaked if self.moves[i] > 0}
-        for i in self.chunks:
-            if self.moves[i] < 0:
-                reasons[i] = self._lowered_because()
+        reasons: dict[int, str] = {}
+        for j, segment in enumerate(self.segments):
+            if j in self.peaked and self.moves[j] > 0:
+                highest = max(r for k, r in self.peaked.items() if self.segments[k].chunk == segment.chunk and self.moves[k] > 0)
+                reasons[segment.chunk] = f"a segment at {highest:.2f}x the rung's average"
+        for j, segment in enumerate(self.segments):
+            if self.moves[j] < 0 and segment.chunk not in reasons:
+                reasons[segment.chunk] = self._lowered_because()
         return reasons
+
+    def chunk_rates(self, chunk: int) -> tuple[float, tuple[Zone, ...]]:
+        """A chunk's new rate factor (its segments' most common one) and zones for the others."""
+        mine = [j for j, s in enumerate(self.segments) if s.chunk == chunk]
+        common = statistics.mode(sorted((self.moves[j] for j in mine), key=abs))
+        crf = round(self.crfs[chunk] + common, 1)
+        zones = tuple((self.segments[j].first_frame, self.segments[j].first_frame + self.segments[j].frames - 1,
+                       round(self.crfs[chunk] + self.moves[j], 1)) for j in mine if self.moves[j] != common)
+        return crf, zones
 
     def _lowered_because(self) -> str:
         if not self.wants_quality or self.measured is None or self.target is None:
@@ -174,13 +213,18 @@ class _Allocation:
 
 def _segments(results: list[ChunkResult], name: str) -> list[_Segment]:
     """Every segment of the rung as published (publish.timeline: durations from start to
-    start), each with its chunk."""
+    start), each with its chunk and its frames in the chunk's encode."""
     if any(name not in r.video for r in results):
         return []
-    chunk_of = [r.index for r in results for _ in r.video[name].segments]
+    placed = []  # (chunk, first frame, frames) per segment
+    for r in results:
+        first = 0
+        for facts in r.video[name].segments:
+            placed.append((r.index, first, facts.frames))
+            first += facts.frames
     track = timeline(results, name)
-    return [_Segment(chunk, s.duration / track.timescale, s.bytes * 8.0)
-            for chunk, s in zip(chunk_of, track.segments) if s.duration > 0]
+    return [_Segment(chunk, s.duration / track.timescale, s.bytes * 8.0, first, frames)
+            for (chunk, first, frames), s in zip(placed, track.segments) if s.duration > 0]
 
 
 def _level_idc(codec: str) -> int:
