@@ -149,6 +149,30 @@ def test_a_single_chunks_peak_is_cut_by_its_own_segments_rate_factor():
     assert max(after) / (sum(after) / 3) <= 1.35
 
 
+def test_no_segment_is_raised_far_past_the_curves_trial_factors():
+    """Past the highest trial factor (34) a picture can fall off a cliff: a segment may go 2
+    past the curve's span (36) at most."""
+    rates = (2000, 2000, 2000) * 3 + (2000, 6000, 2000)
+    results = [result(i, rates[3 * i: 3 * i + 3], 88.0, crf=35.0) for i in range(4)]
+    reworks = {r.index: r.rungs[0] for r in plan_rework(fitted_plan(target=80.0, crf=35.0), results, CONFIG)}
+    assert segment_crfs(reworks[3])[1] == 38.0
+    assert all(r.reason.startswith(("a segment at", "its segments are the cheapest")) for r in reworks.values())
+
+
+def test_past_the_trial_factors_the_model_counts_quality_falling_faster():
+    """A peak segment raised from 35 to 38 costs 3 VMAF a step in the model (not the curve's
+    straight 1.25): 9 on a twelfth of the title takes 81.2 under 80 + 0.5, so the rung's
+    quality is bought back on the other segments."""
+    rates = (2000, 2000, 2000) * 3 + (2000, 3600, 2000)
+    results = [result(i, rates[3 * i: 3 * i + 3], 81.2, crf=35.0) for i in range(4)]
+    reworks = {r.index: r.rungs[0] for r in plan_rework(fitted_plan(target=80.0, crf=35.0), results, CONFIG)}
+    assert segment_crfs(reworks[3])[1] == 38.0 and reworks[3].reason.startswith("a segment at 1.69x")
+    assert all(reworks[i].reason == "VMAF 81.2 (+-0.0), under its target 80 once its peaks are cut" for i in range(3))
+    moves = [crf - 35.0 for i in range(4) for crf in segment_crfs(reworks[i])]
+    gained = -1.25 * sum(m for m in moves if m < 0) / 12  # the curve's slope about 35, per segment
+    assert 81.2 - 9 / 12 + gained >= 80.0 + 1.5
+
+
 def test_the_rework_is_applied_to_the_chunks_result_and_kept_in_it():
     original = result(0, (2000, 4000, 2000), 90.0)
     redo = result(0, (1500, 2600, 1500), 88.0, crf=27.0)

@@ -5,7 +5,8 @@ For every candidate size, the title's curve: bit rate and VMAF at each trial rat
 the rate factor for VMAF and for the logarithm of the rate (x264's rate halves about every 6
 steps), beyond them extended by the nearest segment: `EXTEND_BELOW` steps under the lowest
 trial factor, only `EXTEND_ABOVE` over the highest (past it a picture can fall off a cliff:
-a screen recording's 720p measured VMAF 77 at 34 and 35 at 40, where the line said 70).
+12 s of scrolling text at 1080p measured VMAF 94.8 at 34 and 75.3 at 40, where the line
+through 26 and 34 said 87).
 
 The rungs, from the top: for each quality target (the top one, then `vmaf_step` lower each,
 down to `min_vmaf`; with `at_least_fixed`, never under what the fixed ladder's rung of the
@@ -14,9 +15,10 @@ some rate factor; the cheapest reaches it on the convex hull of all sizes' curve
 the rung (a size can hold two rungs: a screen recording is cheaper at its own size, at a
 higher rate factor, than scaled down, where its sharp edges become costly detail).
 A rung must cost at most `1 / min_rate_step` of the rung above (else it adds too little:
-dropped; `min_floor_step` for a rung held up to the fixed ladder's floor), and at most its size's cap (else it is made at the cap, below its target). Each
-rung's peak is capped (VBR: maxrate and bufsize from its fitted rate, or from the hardest
-analysed chunk's predicted rate where that is higher).
+dropped; `min_floor_step` for a rung held up to the fixed ladder's floor), and at most its
+size's cap (else it is made at the cap, below its target). Each rung's peak is capped (VBR:
+maxrate and bufsize from its fitted rate, or from the hardest analysed chunk's predicted
+rate where that is higher).
 
 Per chunk, each rung's rate factor is the one that chunk's own analysis needs for the rung's
 target, drawn towards the rung's (`chunk_weight`) and kept within `max_chunk_offset`: a
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vtp.core.analysis import ChunkAnalysis, TrialPoint, candidates
-from vtp.core.config import PipelineConfig
+from vtp.core.config import AutoLadder, PipelineConfig
 from vtp.core.errors import ErrorCode, PipelineError
 from vtp.core.plan import ChunkRates, JobPlan, Rendition, plan_ladder
 from vtp.core.probe import SourceInfo
@@ -163,7 +165,7 @@ def fit_ladder(info: SourceInfo, plan: JobPlan, config: PipelineConfig, analyses
     return JobPlan(renditions=renditions, chunks=plan.chunks, rates=rates, fit=fit)
 
 
-def _rate_step(target: float, step_target: float, auto) -> float:
+def _rate_step(target: float, step_target: float, auto: AutoLadder) -> float:
     """How much a rung must save over the one above. A rung held up to the fixed ladder's
     floor keeps that promise down to `min_floor_step`: where the fixed ladder's second rung
     costs more than its top (text scaled down), the rung that matches it sits close below

@@ -3,24 +3,31 @@
 The fit predicts each rung's rate and quality from a few frames a chunk; the encoders then
 measure both, every segment's size and VMAF on sampled frames. Two misses are mended by
 encoding again only the chunk-rungs concerned (one rung of one chunk is one rung's branch of
-that chunk's encode, no audio, no thumbnails), each at a new rate factor:
+that chunk's encode, no audio, no thumbnails), each segment of it at its own rate factor
+(the chunk's, and x264 zones for the segments that differ):
 
-- **peaks**: no segment may be over `peak_limit` times the rung's average; a chunk-rung is
-  moved until its segments are within `peak_aim` times it;
+- **peaks**: no segment may be over `peak_limit` times the rung's average; segments are
+  moved until they are within `peak_aim` times it;
 - **quality**: a rung whose measured VMAF is under its target (by the encoders' sampled
   scores, within `quality_slack`, by more than one standard error) is raised until the
   model says `quality_aim` over it.
 
 Both are one allocation per rung, in half steps of rate factor, on a model from the title's
-curve for the rung's size (how fast rate and VMAF move with the rate factor): the chunk
-holding the highest segment is raised (fewer bits); while the rung is short of quality, or
-its peak cannot be brought down further, the chunk whose segments are the cheapest is
-lowered (more bits: where bits are cheapest, as shot-based encoding spends them, and a
-higher average brings the peaks closer to it). The VBV cap is the rung's own rule
-(`maxrate_ratio`, `bufsize_ratio`), on the average the model expects. A cap tight enough to
-hold a segment to its share was tried first and measured worse: x264's VBV plans ahead
-conservatively, and a buffer that holds one 4 s segment's excess cost the Big Buck Bunny
-sample's 720p rung 1.3 VMAF and its second rung 6.
+curve for the rung's size (how fast rate and VMAF move with the rate factor; past the
+highest trial factor VMAF falls at least `CLIFF_SLOPE` a step): the highest segment is
+raised (fewer bits); while the rung is short of quality, or its peaks cannot be brought down
+further, the cheapest segment is lowered (more bits: where bits are cheapest, as shot-based
+encoding spends them, and a higher average brings the peaks closer to it). A move counts
+where it lowers the segments' total excess over the limit: several segments can peak alike.
+Segments, not whole chunks: a chunk's segments differ (a screen recording scrolls in one and
+stands still in the next), and moving the chunk moves its peak and its average together.
+
+The VBV cap is the rung's own (from the fit), or its rule (`maxrate_ratio`, `bufsize_ratio`)
+on the average the model expects where that is higher. A cap tight enough to hold a segment
+to its share was tried first and measured worse: x264's VBV plans ahead conservatively, and
+a buffer that holds one 4 s segment's excess cost the Big Buck Bunny sample's 720p rung 1.3
+VMAF and its second rung 6; on a screen recording a cap at or under the segment's share took 1 to 3 % off
+its size (the buffer's start lets a 4 s burst through), where one step of rate factor took 8 %.
 """
 
 from __future__ import annotations
