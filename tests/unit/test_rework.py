@@ -173,6 +173,21 @@ def test_past_the_trial_factors_the_model_counts_quality_falling_faster():
     assert 81.2 - 9 / 12 + gained >= 80.0 + 1.5
 
 
+def test_a_three_hour_titles_rework_reaches_its_quality_in_batches():
+    """2,700 segments: the cheapest are lowered a 32nd of the rung at a time, so the plan
+    reaches the model's quality within its step limit (one segment a step would stop a
+    fraction of the way there)."""
+    rates = [(1500.0 + 7 * (i % 200), 2000.0, 2500.0 - 5 * (i % 100)) for i in range(900)]
+    results = [result(i, rates[i], 84.0) for i in range(900)]
+    plan = fitted_plan(target=87.0)
+    plan = JobPlan(plan.renditions, tuple(Chunk(i, 12.0 * i, 12.0 * (i + 1), None) for i in range(900)), fit=plan.fit)
+    reworks = plan_rework(plan, results, CONFIG)
+    assert len(reworks) == 900
+    moves = [crf - 24.0 for r in reworks for crf in segment_crfs(r.rungs[0])]
+    # 87 + 1.5 - 84 at 0.75 a step: 6 steps lower on average, in batches of 84 half steps.
+    assert -6.0 - 84 * 0.5 / 2700 <= sum(moves) / len(moves) <= -6.0
+
+
 def test_the_rework_is_applied_to_the_chunks_result_and_kept_in_it():
     original = result(0, (2000, 4000, 2000), 90.0)
     redo = result(0, (1500, 2600, 1500), 88.0, crf=27.0)
