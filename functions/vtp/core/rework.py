@@ -54,7 +54,7 @@ CLIFF_SLOPE = 3.0
 OVERRUN = 2.0  # a segment may be raised this far past the curve's span (its own quality, not the rung's)
 STEP = 0.5
 STEPS = 1000
-BATCH = 32  # the cheapest segments are lowered a 32nd of the rung at a time (one, under 64)
+BATCH = 32  # segments are moved a 32nd of the rung at a time (one at a time under 64)
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,9 @@ class _Allocation:
     """One rung's segments' moves of rate factor (+ raises it: fewer bits; - lowers it), on the
     model of the module's docstring: rates scale by the title's curve, VMAF by its slope.
     Each segment's rate and the rung's totals are kept up to date move by move, and the
-    cheapest are lowered in batches of a 32nd of the segments: a three-hour title's 2,700
-    segments are planned in seconds (the ladder function has 512 MB and 5 minutes)."""
+    highest are raised and the cheapest lowered in batches of a 32nd of the segments: a
+    three-hour title's 2,700 segments are planned in seconds (the ladder function has 512 MB
+    and 5 minutes)."""
 
     def __init__(self, segments: list[_Segment], crfs: dict[int, float], curve: Curve | None,
                  measured: float | None, error: float, rendition: Rendition, config: PipelineConfig):
@@ -162,6 +163,13 @@ class _Allocation:
         # Not far past the curve's span: where nothing was measured a picture can fall off a cliff.
         return -MAX_CRF_STEP <= moved <= MAX_CRF_STEP and MIN_CRF <= self.crf(j) + moved <= self.ceiling
 
+    def highest(self, limit: float) -> list[int]:
+        """The segments of the highest rates (a batch) over `limit` times the average that can
+        still be raised."""
+        over = limit * self.average()
+        top = heapq.nlargest(self.batch, range(len(self.segments)), key=self.rates.__getitem__)
+        return [j for j in top if self.rates[j] > over and self.movable(j, STEP)]
+
     def cheapest(self, but: int | None = None) -> list[int]:
         """The segments of the lowest rates (a batch): where bits are cheapest."""
         options = (j for j in range(len(self.segments)) if j != but and self.movable(j, -STEP))
@@ -202,7 +210,12 @@ class _Allocation:
             limit = self.auto.peak_aim if self.peaked else self.auto.peak_limit * 0.97
             if ratio > limit:
                 self.peaked.setdefault(top, ratio)
-                if self.lowers_peaks([top], STEP, limit) or self.lowers_peaks(self.cheapest(but=top), -STEP, limit):
+                highest = {j: self.rates[j] / self.average() for j in self.highest(limit)}
+                if self.lowers_peaks(list(highest), STEP, limit):
+                    for j, over in highest.items():
+                        self.peaked.setdefault(j, over)
+                    continue
+                if self.lowers_peaks(self.cheapest(but=top), -STEP, limit):
                     continue
             if self.short_of_quality():
                 chosen = self.cheapest()
