@@ -255,8 +255,7 @@ def _capped_for_hardest(rung: FittedRung, analyses: list[ChunkAnalysis], rates: 
     chunk is predicted to need at its own rate factor, where that is over the cap from the
     average: a title whose parts differ (a screen recording's still and scrolling parts) is
     not crushed where it is hard (measured: VMAF 46 instead of 71 on a scrolling 720p chunk
-    capped at 1.5x the title's average); the rework evens the peaks by spending on the easy
-    chunks instead."""
+    capped at 1.5x the title's average); the rework then evens the peaks segment by segment."""
     rendition = rung.rendition
     crfs = {r.index: r.crf.get(rendition.name, rendition.crf) for r in rates}
     needs = [curve_of(own).kbps_at(crfs.get(a.index, rendition.crf))
