@@ -40,6 +40,11 @@ def short_tail_s(config: PipelineConfig) -> float:
 Zone = tuple[int, int, float]  # first frame, last frame, rate factor
 
 
+def zones_from(data: Any) -> tuple[Zone, ...]:
+    """Zones as a document holds them (lists)."""
+    return tuple((int(first), int(last), float(crf)) for first, last, crf in data or ())
+
+
 @dataclass(frozen=True)
 class Rendition:
     name: str
@@ -119,9 +124,8 @@ class RungRework:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RungRework":
-        zones = tuple((int(a), int(b), float(crf)) for a, b, crf in data.get("zones", ()))
         return cls(data["name"], float(data["crf"]), int(data["maxrate_kbps"]), int(data["bufsize_kbps"]),
-                   data["reason"], int(data.get("level_idc", 0)), zones)
+                   data["reason"], int(data.get("level_idc", 0)), zones_from(data.get("zones")))
 
 
 @dataclass(frozen=True)
@@ -170,8 +174,7 @@ class JobPlan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobPlan":
         return cls(
-            renditions=tuple(Rendition(**{**r, "zones": tuple((int(a), int(b), float(c)) for a, b, c in r.get("zones", ()))})
-                             for r in data["renditions"]),
+            renditions=tuple(Rendition(**{**r, "zones": zones_from(r.get("zones"))}) for r in data["renditions"]),
             chunks=tuple(Chunk.from_dict(c) for c in data["chunks"]),
             rates=tuple(ChunkRates.from_dict(r) for r in data.get("rates", ())),
             fit=data.get("fit"),
